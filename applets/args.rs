@@ -1,0 +1,31 @@
+//! Argument parsing shared by every applet: argh, with help on stdout (exit 0) and usage
+//! errors on stderr (exit 2, the conventional status for a bad invocation).
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// Parses `args` as `command_name`'s arguments. On `--help` or a usage error the text is printed
+/// and the exit status is returned as the error, for the caller to return from `main`.
+pub fn parse<T: FromArgs>(command_name: &str, args: &[String]) -> Result<T, ExitCode> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    T::from_args(&[command_name], &args).map_err(|early_exit| match early_exit.status {
+        Ok(()) => {
+            println!("{}", early_exit.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => {
+            eprintln!("{}", early_exit.output.trim_end());
+            eprintln!("Run `{command_name} --help` for the options.");
+            ExitCode::from(2)
+        }
+    })
+}
+
+/// The help text of `command_name` (what `--help` prints).
+pub fn help_text<T: FromArgs>(command_name: &str) -> String {
+    match T::from_args(&[command_name], &["--help"]) {
+        Ok(_) => String::new(),
+        Err(early_exit) => early_exit.output,
+    }
+}

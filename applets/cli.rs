@@ -1,0 +1,94 @@
+//! `bureau`: the operator's and agent's command line.
+//!
+//! Applets (`bureau sandbox …`) are dispatched before this parser runs (see `main.rs`); this
+//! module holds the CLI's own subcommands. Each subcommand parses, calls the library, and prints
+//! (human text, or JSON with `--json`); the work itself lives in the library.
+
+mod install;
+mod naming;
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+use crate::args;
+
+/// Bureau: run organizations that include AI agents. Sandboxes, per-principal credential
+/// proxies, live observation and Matrix messaging, in one static binary.
+#[derive(FromArgs)]
+#[argh(
+    note = "Applets run as `bureau-NAME ...` (symlinks written by `bureau install`) or as \
+`bureau NAME ...`: launcher, daemon, proxy, sandbox, bridge, doctor, proxy-call. \
+`bureau NAME --help` describes each."
+)]
+struct Cli {
+    /// print the version, git commit and target, then exit
+    #[argh(switch, short = 'V')]
+    version: bool,
+
+    /// log filter: error, warn, info, debug, trace, or RUST_LOG syntax (overrides RUST_LOG)
+    #[argh(option)]
+    log_level: Option<String>,
+
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Install(install::InstallArgs),
+    Naming(naming::NamingArgs),
+}
+
+/// `bureau 0.1.0 (commit 1a2b3c4d5e6f, target x86_64-unknown-linux-musl)`
+pub fn version_line() -> String {
+    format!(
+        "bureau {} (commit {}, target {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("BUREAU_GIT_COMMIT"),
+        env!("BUREAU_TARGET")
+    )
+}
+
+pub fn run(arguments: &[String]) -> ExitCode {
+    let cli: Cli = match args::parse("bureau", arguments) {
+        Ok(cli) => cli,
+        Err(status) => return status,
+    };
+    if cli.version {
+        println!("{}", version_line());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(error) = bureau::logging::init(cli.log_level.as_deref(), "warn") {
+        eprintln!("bureau: {error}");
+        return ExitCode::from(2);
+    }
+    match cli.command {
+        Some(Command::Install(command)) => install::run(command),
+        Some(Command::Naming(command)) => naming::run(command),
+        None => {
+            eprintln!("bureau: no command given.\n");
+            eprint!("{}", args::help_text::<Cli>("bureau"));
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::APPLETS;
+
+    #[test]
+    fn help_names_every_applet() {
+        let help = args::help_text::<Cli>("bureau");
+        for applet in APPLETS {
+            assert!(
+                help.contains(applet.short_name),
+                "`bureau --help` does not mention {}",
+                applet.short_name
+            );
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Records what `bureau --version` reports: the git commit and the target triple.
+//! A build without a git checkout (a Nix build, a source tarball) may set `BUREAU_GIT_COMMIT`.
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=BUREAU_GIT_COMMIT");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-changed=.git/packed-refs");
+
+    let commit = std::env::var("BUREAU_GIT_COMMIT")
+        .ok()
+        .filter(|commit| !commit.is_empty())
+        .or_else(git_commit)
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=BUREAU_GIT_COMMIT={commit}");
+
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
+    println!("cargo:rustc-env=BUREAU_TARGET={target}");
+}
+
+fn git_commit() -> Option<String> {
+    let output = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (!commit.is_empty()).then_some(commit)
+}
