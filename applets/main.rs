@@ -10,6 +10,7 @@
 mod args;
 mod cli;
 mod planned;
+mod sandbox;
 
 use std::process::ExitCode;
 
@@ -68,7 +69,7 @@ pub const APPLETS: &[Applet] = &[
     Applet {
         short_name: "sandbox",
         summary: "runs a command in namespaces with landlock, seccomp and cgroup limits",
-        entry: Entry::Planned { issue: 3 },
+        entry: Entry::Built(sandbox::run),
     },
     Applet {
         short_name: "bridge",

@@ -7,3 +7,4 @@
 pub mod install;
 pub mod logging;
 pub mod naming;
+pub mod sandbox;

@@ -1,0 +1,737 @@
+//! The clone → exec path.
+//!
+//! ```text
+//! bureau-sandbox (supervisor, host)          sandbox init (pid 1 inside)          command (pid 2)
+//!   open bind sources (no symlinks), build seccomp, create cgroup leaf
+//!   block forwarded signals
+//!   clone(NEWUSER|NEWNS|NEWPID|…) ──────────▶ wait on the sync pipe
+//!   write uid/gid maps, join cgroup
+//!   release the child ─────────────────────▶ apply the plan: ids, mounts, pivot_root,
+//!                                            hostname, landlock, caps, seccomp
+//!                                            fork ─────────────────────────────▶ unblock, exec
+//!   read the report pipe: EOF = exec done ◀── (CLOEXEC: closed by exec, or an error record)
+//!   forward signals ───────────────────────▶ forward signals ──────────────────▶
+//!   exit with init's status ◀──────────────── reap everything; exit with the command's status
+//! ```
+//!
+//! Invariants: the process is single-threaded from `clone` to `exec` (the sandbox applet starts
+//! no runtime), so the child may allocate; every descriptor we open is CLOEXEC, so the command
+//! inherits only stdin, stdout and stderr; a failure anywhere in the child is reported through
+//! the CLOEXEC report pipe as (step, path, errno, detail) and the sandbox does not start.
+//!
+//! pid 1 is our own minimal init rather than the command: a command running as pid 1 would not
+//! get default signal actions (SIGTERM would be ignored unless it installs a handler) and would
+//! have to reap orphans it knows nothing about. The init stays inside every restriction too
+//! (landlock, no capabilities, seccomp) and only waits, reaps and forwards.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::cgroup::{Cgroup, CgroupError, HostCgroups};
+use super::kernel::{LinuxKernel, apply_all};
+use super::landlock;
+use super::plan::{self, DEV_NODES, HostFacts, OpenedSource, flags};
+use super::seccomp::{self, SeccompError};
+use super::spec::{Mount, SandboxSpec, SeccompProfile, SpecError};
+
+/// Exit status when the sandbox could not be set up (the command never ran).
+pub const EXIT_SETUP_FAILED: u8 = 125;
+/// Exit status when the command exists but could not be executed.
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// Exit status when the command was not found inside the sandbox.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Signals the supervisor and the init pass on to the sandbox.
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+/// Why a sandbox did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid sandbox spec: {0}")]
+    Spec(#[from] SpecError),
+    #[error(
+        "bind source {path} is or passes through a symlink: refused (a symlink could be swapped \
+         to redirect the bind)\nHint: bind the symlink's target ({resolved}) instead"
+    )]
+    SymlinkedSource { path: PathBuf, resolved: String },
+    #[error(
+        "bind source {path} is outside the allowed roots ({roots})\nHint: move it under one of \
+         them, or add its parent to allowed_bind_roots"
+    )]
+    SourceOutsideRoots { path: PathBuf, roots: String },
+    #[error("bind source {path}: {source}\nHint: check that it exists and is readable")]
+    Source {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "only root may map the sandbox to another host user (host_uid {requested}, you are \
+         {caller})\nHint: drop identity.host_uid/host_gid, or run as root"
+    )]
+    HostIdNotAllowed { requested: u32, caller: u32 },
+    #[error("landlock: {0}")]
+    Landlock(#[from] landlock::LandlockError),
+    #[error("seccomp: {0}")]
+    Seccomp(#[from] SeccompError),
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("{step}: {message}")]
+    Host { step: &'static str, message: String },
+    /// A step inside the new namespaces failed.
+    #[error("{0}")]
+    Setup(SetupFailure),
+}
+
+/// A failure reported by the sandbox's init or command before exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupFailure {
+    pub step: String,
+    pub path: Option<String>,
+    pub errno: i32,
+    pub detail: String,
+}
+
+impl std::fmt::Display for SetupFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sandbox setup failed at step \"{}\"", self.step)?;
+        if let Some(path) = &self.path {
+            write!(f, " on {path}")?;
+        }
+        if self.errno != 0 {
+            write!(f, ": {}", std::io::Error::from_raw_os_error(self.errno))?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(hint) = hint_for(&self.step, self.errno) {
+            write!(f, "\nHint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+fn hint_for(step: &str, errno: i32) -> Option<&'static str> {
+    Some(match (step, errno) {
+        ("exec", libc::ENOENT) => {
+            "the command is not inside the sandbox: bind its directory (e.g. --ro /opt/tool) or \
+             give a path under /usr"
+        }
+        ("exec", libc::EACCES) => "the command is not executable, or its mount is noexec",
+        ("mount /proc", _) => {
+            "the host masks /proc (typical inside a container runtime); run on the host, or see \
+             `bureau-sandbox probe`"
+        }
+        ("create mount point" | "create directory", libc::EROFS) => {
+            "a mount's destination lies inside an earlier read-only bind: reorder the mounts or \
+             choose another destination"
+        }
+        ("landlock", _) => "see `bureau-sandbox probe` for this kernel's landlock ABI",
+        ("set user and group IDs" | "setgroups", _) => {
+            "the uid/gid maps were not accepted: check /etc/subuid or run as root"
+        }
+        _ => return None,
+    })
+}
+
+/// The caller's identity and the one the sandbox gets.
+struct Identity {
+    host_uid: u32,
+    host_gid: u32,
+    inner_uid: u32,
+    inner_gid: u32,
+    privileged: bool,
+}
+
+fn resolve_identity(spec: &SandboxSpec) -> Result<Identity, SandboxError> {
+    let caller_uid = nix::unistd::getuid().as_raw();
+    let caller_gid = nix::unistd::getgid().as_raw();
+    let privileged = nix::unistd::geteuid().is_root();
+    let host_uid = spec.identity.host_uid.unwrap_or(caller_uid);
+    let host_gid = spec.identity.host_gid.unwrap_or(caller_gid);
+    if !privileged && (host_uid != caller_uid || host_gid != caller_gid) {
+        return Err(SandboxError::HostIdNotAllowed {
+            requested: host_uid,
+            caller: caller_uid,
+        });
+    }
+    Ok(Identity {
+        host_uid,
+        host_gid,
+        inner_uid: spec.identity.inner_uid.unwrap_or(caller_uid),
+        inner_gid: spec.identity.inner_gid.unwrap_or(caller_gid),
+        privileged,
+    })
+}
+
+/// `ST_*` bits of statvfs that a remount inside a user namespace must keep (they are locked).
+fn locked_mount_flags(statvfs_flags: u64) -> u64 {
+    const ST_RDONLY: u64 = 1;
+    const ST_NOSUID: u64 = 2;
+    const ST_NODEV: u64 = 4;
+    const ST_NOEXEC: u64 = 8;
+    const ST_NOATIME: u64 = 1024;
+    const ST_NODIRATIME: u64 = 2048;
+    const ST_RELATIME: u64 = 4096;
+    [
+        (ST_RDONLY, flags::RDONLY),
+        (ST_NOSUID, flags::NOSUID),
+        (ST_NODEV, flags::NODEV),
+        (ST_NOEXEC, flags::NOEXEC),
+        (ST_NOATIME, flags::NOATIME),
+        (ST_NODIRATIME, flags::NODIRATIME),
+        (ST_RELATIME, flags::RELATIME),
+    ]
+    .iter()
+    .filter(|(st, _)| statvfs_flags & st != 0)
+    .fold(0, |acc, (_, ms)| acc | ms)
+}
+
+/// Opens a bind source with `RESOLVE_NO_SYMLINKS`: a symlink anywhere in the path is refused.
+/// The parent's check; the child opens the source again the same way in its own mount
+/// namespace (see `plan`), so this is for an early, clear error and the mount flags.
+fn open_source(path: &Path, roots: &[PathBuf]) -> Result<(OwnedFd, OpenedSource), SandboxError> {
+    if !roots.is_empty() && !roots.iter().any(|root| path.starts_with(root)) {
+        return Err(SandboxError::SourceOutsideRoots {
+            path: path.to_owned(),
+            roots: roots
+                .iter()
+                .map(|root| root.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let fd = rustix::fs::openat2(
+        rustix::fs::CWD,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|errno| {
+        if errno == rustix::io::Errno::LOOP {
+            SandboxError::SymlinkedSource {
+                path: path.to_owned(),
+                resolved: std::fs::canonicalize(path)
+                    .map(|resolved| resolved.display().to_string())
+                    .unwrap_or_else(|_| "unresolvable".to_owned()),
+            }
+        } else {
+            SandboxError::Source {
+                path: path.to_owned(),
+                source: errno.into(),
+            }
+        }
+    })?;
+    let source_error = |errno: rustix::io::Errno| SandboxError::Source {
+        path: path.to_owned(),
+        source: errno.into(),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(source_error)?;
+    let statvfs = rustix::fs::fstatvfs(&fd).map_err(source_error)?;
+    let opened = OpenedSource {
+        host_path: path.to_owned(),
+        is_dir: rustix::fs::FileType::from_raw_mode(stat.st_mode).is_dir(),
+        locked_flags: locked_mount_flags(statvfs.f_flag.bits()),
+    };
+    Ok((fd, opened))
+}
+
+/// Everything the child needs, prepared before `clone` so the child mostly just acts.
+struct Prepared {
+    ops: Vec<plan::Op>,
+    seccomp: Option<seccomp::SeccompFilters>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// Candidate paths for `argv[0]` (one when it contains `/`, else one per `PATH` entry).
+    candidates: Vec<CString>,
+    new_session: bool,
+    die_with_parent: bool,
+}
+
+fn c_string(bytes: &[u8]) -> Result<CString, SandboxError> {
+    CString::new(bytes).map_err(|_| SandboxError::Spec(SpecError::EmptyCommand))
+}
+
+fn prepare(spec: &SandboxSpec, identity: &Identity) -> Result<Prepared, SandboxError> {
+    let mut bind_sources = Vec::new();
+    let mut dev_nodes = Vec::new();
+    let mut wants_dev = false;
+    for mount in &spec.filesystem {
+        match mount {
+            Mount::RoBind { source, .. } | Mount::RwBind { source, .. } => {
+                let (_fd, opened) = open_source(source, &spec.allowed_bind_roots)?;
+                bind_sources.push(opened);
+            }
+            Mount::Dev { .. } => wants_dev = true,
+            _ => {}
+        }
+    }
+    if wants_dev {
+        for node in DEV_NODES {
+            let (_fd, opened) = open_source(&Path::new("/dev").join(node), &[])?;
+            dev_nodes.push(opened);
+        }
+    }
+    if spec.landlock.enabled {
+        let kernel_abi = landlock::kernel_abi();
+        let floor = spec.effective_landlock_floor();
+        if kernel_abi < i32::from(floor) {
+            return Err(landlock::LandlockError::BelowFloor { kernel_abi, floor }.into());
+        }
+    }
+    let seccomp = match spec.seccomp {
+        SeccompProfile::Default => Some(seccomp::default_filters()?),
+        SeccompProfile::Disabled => None,
+    };
+    let facts = HostFacts {
+        bind_sources,
+        dev_nodes,
+        can_setgroups: identity.privileged,
+        inner_uid: identity.inner_uid,
+        inner_gid: identity.inner_gid,
+    };
+    let ops = plan::plan(spec, &facts);
+
+    let argv = spec
+        .command
+        .iter()
+        .map(|arg| c_string(arg.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = spec
+        .environment
+        .iter()
+        .map(|(name, value)| c_string(format!("{name}={value}").as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let program = &spec.command[0];
+    let candidates = if program.contains('/') {
+        vec![c_string(program.as_bytes())?]
+    } else {
+        let search_path = spec
+            .environment
+            .get("PATH")
+            .map(String::as_str)
+            .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        search_path
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| c_string(Path::new(dir).join(program).as_os_str().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(Prepared {
+        ops,
+        seccomp,
+        argv,
+        envp,
+        candidates,
+        new_session: spec.security.new_session,
+        die_with_parent: spec.security.die_with_parent,
+    })
+}
+
+fn clone_flags(spec: &SandboxSpec) -> libc::c_ulong {
+    let namespaces = &spec.namespaces;
+    let mut flags = libc::SIGCHLD as libc::c_ulong;
+    for (wanted, flag) in [
+        (namespaces.user, libc::CLONE_NEWUSER),
+        (namespaces.mount, libc::CLONE_NEWNS),
+        (namespaces.pid, libc::CLONE_NEWPID),
+        (namespaces.net, libc::CLONE_NEWNET),
+        (namespaces.ipc, libc::CLONE_NEWIPC),
+        (namespaces.uts, libc::CLONE_NEWUTS),
+        (namespaces.cgroup, libc::CLONE_NEWCGROUP),
+    ] {
+        if wanted {
+            flags |= flag as libc::c_ulong;
+        }
+    }
+    flags
+}
+
+fn host_error(step: &'static str) -> impl Fn(std::io::Error) -> SandboxError {
+    move |error| SandboxError::Host {
+        step,
+        message: error.to_string(),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SandboxError::Host {
+        step: "create pipe",
+        message: errno.desc().to_owned(),
+    })
+}
+
+fn forwarded_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED {
+        set.add(signal);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Runs the sandbox to completion and returns the exit status to exit with: the command's own,
+/// 128 + n when it was killed by signal n.
+pub fn run(spec: &SandboxSpec) -> Result<u8, SandboxError> {
+    spec.validate()?;
+    let identity = resolve_identity(spec)?;
+    if spec.security.die_with_parent {
+        let parent = nix::unistd::getppid();
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(|errno| host_error("die with parent")(errno.into()))?;
+        if nix::unistd::getppid() != parent {
+            return Err(SandboxError::Host {
+                step: "die with parent",
+                message: "the parent exited before the sandbox started".to_owned(),
+            });
+        }
+    }
+    let prepared = prepare(spec, &identity)?;
+    let mut cgroup = if spec.resources.any() {
+        let hierarchy = HostCgroups::detect().choose(&spec.resources)?;
+        let name = format!("bureau-sandbox-{}", std::process::id());
+        Some(Cgroup::create(&hierarchy, &name, &spec.resources)?)
+    } else {
+        None
+    };
+    let result = run_prepared(spec, &identity, &prepared, cgroup.as_ref());
+    if let Some(cgroup) = cgroup.as_mut() {
+        cgroup.remove();
+    }
+    result
+}
+
+fn run_prepared(
+    spec: &SandboxSpec,
+    identity: &Identity,
+    prepared: &Prepared,
+    cgroup: Option<&Cgroup>,
+) -> Result<u8, SandboxError> {
+    let signals = forwarded_set();
+    let mut previous_mask = SigSet::empty();
+    sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&signals),
+        Some(&mut previous_mask),
+    )
+    .map_err(|errno| SandboxError::Host {
+        step: "block signals",
+        message: errno.desc().to_owned(),
+    })?;
+    let (sync_read, sync_write) = pipe()?;
+    let (report_read, report_write) = pipe()?;
+
+    // SAFETY: a raw clone with a NULL stack behaves like fork: the child gets a copy-on-write
+    // copy of this single-threaded process (the sandbox applet starts no threads), so every
+    // lock and allocation in the copy is in a consistent state.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, clone_flags(spec), 0, 0, 0, 0) };
+    if pid < 0 {
+        let error = std::io::Error::last_os_error();
+        let hint = if error.raw_os_error() == Some(libc::EPERM)
+            || error.raw_os_error() == Some(libc::ENOSPC)
+        {
+            "\nHint: user namespaces may be disabled (kernel.unprivileged_userns_clone, \
+             user.max_user_namespaces or an AppArmor restriction); see `bureau-sandbox probe`"
+        } else {
+            ""
+        };
+        return Err(SandboxError::Host {
+            step: "clone namespaces",
+            message: format!("{error}{hint}"),
+        });
+    }
+    if pid == 0 {
+        drop(sync_write);
+        drop(report_read);
+        child_main(prepared, sync_read, report_write, &previous_mask);
+    }
+    let child = Pid::from_raw(pid as i32);
+    drop(sync_read);
+    drop(report_write);
+
+    let setup = write_id_maps(child, identity)
+        .and_then(|()| match cgroup {
+            Some(cgroup) => cgroup.add_process(child.as_raw()).map_err(Into::into),
+            None => Ok(()),
+        })
+        .and_then(|()| {
+            File::from(sync_write)
+                .write_all(&[1])
+                .map_err(host_error("release the sandbox"))
+        });
+    if let Err(error) = setup {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(error);
+    }
+
+    let mut report = Vec::new();
+    File::from(report_read)
+        .read_to_end(&mut report)
+        .map_err(host_error("read the setup report"))?;
+    if !report.is_empty() {
+        let _ = waitpid(child, None);
+        return Err(SandboxError::Setup(decode_failure(&report)));
+    }
+    Ok(supervise(child, &signals, false))
+}
+
+/// Writes `/proc/<pid>/{setgroups,uid_map,gid_map}`: one line each, inner → host.
+fn write_id_maps(child: Pid, identity: &Identity) -> Result<(), SandboxError> {
+    let proc_dir = PathBuf::from(format!("/proc/{}", child.as_raw()));
+    let write = |file: &str, contents: String| {
+        std::fs::write(proc_dir.join(file), contents).map_err(|error| SandboxError::Host {
+            step: "write uid/gid maps",
+            message: format!("{file}: {error}"),
+        })
+    };
+    if !identity.privileged {
+        write("setgroups", "deny".to_owned())?;
+    }
+    write(
+        "uid_map",
+        format!("{} {} 1\n", identity.inner_uid, identity.host_uid),
+    )?;
+    write(
+        "gid_map",
+        format!("{} {} 1\n", identity.inner_gid, identity.host_gid),
+    )
+}
+
+/// Waits for `child`, forwarding signals to it, and returns its status as an exit code.
+/// With `reap_all` (the init), every other exited process is reaped too.
+fn supervise(child: Pid, signals: &SigSet, reap_all: bool) -> u8 {
+    let wait_target = if reap_all { None } else { Some(child) };
+    loop {
+        let Ok(signal) = signals.wait() else {
+            continue;
+        };
+        if signal != Signal::SIGCHLD {
+            let _ = kill(child, signal);
+            continue;
+        }
+        loop {
+            match waitpid(wait_target, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => return code as u8,
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == child => {
+                    return 128u8.saturating_add(signal as u8);
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+/// The report record: `step \0 path \0 errno \0 detail`, written in one `write` (atomic below
+/// PIPE_BUF) just before the writer exits.
+fn encode_failure(step: &str, path: Option<&Path>, errno: i32, detail: &str) -> Vec<u8> {
+    let mut record = Vec::with_capacity(128);
+    record.extend_from_slice(step.as_bytes());
+    record.push(0);
+    if let Some(path) = path {
+        record.extend_from_slice(path.as_os_str().as_bytes());
+    }
+    record.push(0);
+    record.extend_from_slice(errno.to_string().as_bytes());
+    record.push(0);
+    record.extend_from_slice(detail.as_bytes());
+    record.truncate(4000);
+    record
+}
+
+fn decode_failure(record: &[u8]) -> SetupFailure {
+    let mut fields = record.splitn(4, |byte| *byte == 0);
+    let mut next = || String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+    let step = next();
+    let path = next();
+    let errno = next().parse().unwrap_or(0);
+    let detail = next();
+    SetupFailure {
+        step,
+        path: (!path.is_empty()).then_some(path),
+        errno,
+        detail,
+    }
+}
+
+/// Reports a failure on the report pipe and exits; never returns.
+fn fail(
+    report: &OwnedFd,
+    step: &str,
+    path: Option<&Path>,
+    errno: i32,
+    detail: &str,
+    code: u8,
+) -> ! {
+    let record = encode_failure(step, path, errno, detail);
+    let _ = rustix::io::write(report, &record);
+    // SAFETY: _exit ends the process immediately without running destructors or atexit
+    // handlers that belong to the parent's copy of the state.
+    unsafe { libc::_exit(i32::from(code)) }
+}
+
+/// The sandbox's init: sets everything up, forks the command, then supervises it.
+fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &SigSet) -> ! {
+    if prepared.die_with_parent {
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    }
+    // The parent writes one byte after the ID maps; EOF means it died first.
+    let mut byte = [0u8; 1];
+    match rustix::io::read(&sync_read, &mut byte) {
+        Ok(1) => {}
+        _ => fail(
+            &report,
+            "wait for the parent",
+            None,
+            0,
+            "the parent exited",
+            EXIT_SETUP_FAILED,
+        ),
+    }
+    drop(sync_read);
+
+    let mut kernel = LinuxKernel {
+        seccomp: prepared.seccomp.as_ref(),
+        sources: Vec::new(),
+    };
+    if let Err(failure) = apply_all(&mut kernel, &prepared.ops) {
+        let op = &prepared.ops[failure.index];
+        fail(
+            &report,
+            op.step_name(),
+            op.path(),
+            failure.failure.errno,
+            &failure.failure.detail,
+            EXIT_SETUP_FAILED,
+        );
+    }
+
+    // SAFETY: fork in a single-threaded process; the child only execs or _exits.
+    let command = unsafe { libc::fork() };
+    if command < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        fail(
+            &report,
+            "fork the command",
+            None,
+            errno,
+            "",
+            EXIT_SETUP_FAILED,
+        );
+    }
+    if command == 0 {
+        exec_command(prepared, &report, mask);
+    }
+    drop(report);
+    drop(kernel);
+    let status = supervise(Pid::from_raw(command), &forwarded_set(), true);
+    // SAFETY: see `fail`; the init has nothing to clean up.
+    unsafe { libc::_exit(i32::from(status)) }
+}
+
+/// pid 2: restores the signal mask, optionally starts a new session, and execs.
+fn exec_command(prepared: &Prepared, report: &OwnedFd, mask: &SigSet) -> ! {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+    if prepared.new_session {
+        let _ = nix::unistd::setsid();
+    }
+    let mut last_errno = libc::ENOENT;
+    for candidate in &prepared.candidates {
+        // execve returns only on failure.
+        let Err(errno) = nix::unistd::execve(candidate, &prepared.argv, &prepared.envp);
+        // Like execvp: remember a more telling error than "not found" (EACCES, ENOEXEC, …).
+        if errno != nix::errno::Errno::ENOENT || last_errno == libc::ENOENT {
+            last_errno = errno as i32;
+        }
+    }
+    let code = if last_errno == libc::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_EXECUTE
+    };
+    let program = OsStr::from_bytes(
+        prepared
+            .argv
+            .first()
+            .map(|arg| arg.as_bytes())
+            .unwrap_or_default(),
+    );
+    fail(
+        report,
+        "exec",
+        Some(Path::new(program)),
+        last_errno,
+        "",
+        code,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_records_round_trip() {
+        let record = encode_failure("mount /proc", Some(Path::new("/tmp/proc")), libc::EPERM, "");
+        let failure = decode_failure(&record);
+        assert_eq!(failure.step, "mount /proc");
+        assert_eq!(failure.path.as_deref(), Some("/tmp/proc"));
+        assert_eq!(failure.errno, libc::EPERM);
+        let message = failure.to_string();
+        assert!(message.contains("mount /proc"), "{message}");
+        assert!(message.contains("Hint:"), "{message}");
+    }
+
+    #[test]
+    fn locked_flags_translate_statvfs_bits_to_mount_bits() {
+        // ST_NOSUID | ST_NODEV | ST_RELATIME
+        assert_eq!(
+            locked_mount_flags(2 | 4 | 4096),
+            flags::NOSUID | flags::NODEV | flags::RELATIME
+        );
+    }
+
+    #[test]
+    fn symlinked_source_is_refused_naming_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let error = open_source(&link, &[]).expect_err("symlink refused");
+        assert!(matches!(error, SandboxError::SymlinkedSource { .. }));
+        assert!(error.to_string().contains("link"), "{error}");
+        // A symlink in a parent component is refused as well.
+        std::fs::create_dir(real.join("sub")).expect("mkdir sub");
+        let error = open_source(&link.join("sub"), &[]).expect_err("parent symlink refused");
+        assert!(matches!(error, SandboxError::SymlinkedSource { .. }));
+        assert!(open_source(&real, &[]).is_ok());
+    }
+
+    #[test]
+    fn source_outside_allowed_roots_is_refused() {
+        let error =
+            open_source(Path::new("/etc"), &[PathBuf::from("/var/bureau")]).expect_err("outside");
+        assert!(error.to_string().contains("/var/bureau"), "{error}");
+    }
+}

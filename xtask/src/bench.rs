@@ -1,0 +1,218 @@
+//! `cargo xtask bench …`: speed targets as ratios against a named peer measured in the same run.
+//! Never a pass/fail gate on absolute times: machines here are shared and noisy.
+//!
+//! - `sandbox [--runs N]`: spawn → command exited, for `/usr/bin/true` under full isolation, against
+//!   `bwrap --unshare-all` with equivalent binds, `unshare -Urmpfniu --mount-proc`, and a bare
+//!   fork+exec; then 100 sandboxes started at once (wall time). Target: ours ≤ 0.25× bwrap.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::{self, cargo, find_on_path, workspace_root};
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("sandbox") => sandbox(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark {other:?}; available: sandbox")),
+        None => Err("name a benchmark: cargo xtask bench sandbox".to_owned()),
+    }
+}
+
+/// One contender: a name and the argv that runs `/usr/bin/true` its way.
+struct Contender {
+    name: &'static str,
+    argv: Vec<String>,
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+fn release_binary() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    process::run(cargo().current_dir(&root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--bin",
+        "bureau",
+    ]))?;
+    Ok(root.join("target/release/bureau"))
+}
+
+/// bwrap with the same filesystem our default sandbox gets.
+fn bwrap_argv(bwrap: &Path) -> Vec<String> {
+    let mut argv = vec![
+        bwrap.display().to_string(),
+        "--unshare-all".into(),
+        "--die-with-parent".into(),
+        "--ro-bind".into(),
+        "/usr".into(),
+        "/usr".into(),
+    ];
+    for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = Path::new("/").join(top);
+        if let Ok(target) = std::fs::read_link(&host) {
+            argv.extend([
+                "--symlink".into(),
+                target.display().to_string(),
+                host.display().to_string(),
+            ]);
+        }
+    }
+    argv.extend(strings(&[
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--clearenv",
+        "--",
+        "/usr/bin/true",
+    ]));
+    argv
+}
+
+fn spawn(argv: &[String]) -> Result<std::process::Child, String> {
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot run {}: {error}", argv[0]))
+}
+
+fn run_once(argv: &[String]) -> Result<Duration, String> {
+    let started = Instant::now();
+    let output = spawn(argv)?
+        .wait_with_output()
+        .map_err(|error| format!("waiting for {}: {error}", argv[0]))?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            argv.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(elapsed)
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn sandbox(args: &[String]) -> Result<(), String> {
+    let runs: usize = match args {
+        [] => 200,
+        [flag, value] if flag == "--runs" => value
+            .parse()
+            .map_err(|_| format!("--runs takes a number, not {value:?}"))?,
+        _ => return Err("usage: cargo xtask bench sandbox [--runs N]".to_owned()),
+    };
+    let binary = release_binary()?;
+    let mut contenders = vec![Contender {
+        name: "bureau-sandbox (full isolation)",
+        argv: vec![
+            binary.display().to_string(),
+            "sandbox".into(),
+            "run".into(),
+            "--".into(),
+            "/usr/bin/true".into(),
+        ],
+    }];
+    match find_on_path("bwrap") {
+        Some(bwrap) => contenders.push(Contender {
+            name: "bwrap --unshare-all",
+            argv: bwrap_argv(&bwrap),
+        }),
+        None => {
+            return Err(
+                "bwrap is not installed: `apt-get install bubblewrap` (the bench's \
+                        named peer)"
+                    .to_owned(),
+            );
+        }
+    }
+    if let Some(unshare) = find_on_path("unshare") {
+        contenders.push(Contender {
+            name: "unshare -Urmpfniu --mount-proc",
+            argv: vec![
+                unshare.display().to_string(),
+                "-Urmpfniu".into(),
+                "--mount-proc".into(),
+                "/usr/bin/true".into(),
+            ],
+        });
+    }
+    contenders.push(Contender {
+        name: "fork+exec (no isolation)",
+        argv: strings(&["/usr/bin/true"]),
+    });
+
+    println!("spawn → exit of /usr/bin/true, {runs} runs each (interleaved)");
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); contenders.len()];
+    // Warm up caches, then interleave so machine noise hits every contender alike.
+    for contender in &contenders {
+        run_once(&contender.argv)?;
+    }
+    for _ in 0..runs {
+        for (index, contender) in contenders.iter().enumerate() {
+            samples[index].push(run_once(&contender.argv)?);
+        }
+    }
+    let mut medians = Vec::new();
+    println!("{:34} {:>9} {:>9}", "", "p50 ms", "p99 ms");
+    for (contender, times) in contenders.iter().zip(samples.iter_mut()) {
+        times.sort();
+        let p50 = percentile(times, 0.5);
+        println!(
+            "{:34} {:>9.2} {:>9.2}",
+            contender.name,
+            millis(p50),
+            millis(percentile(times, 0.99))
+        );
+        medians.push(p50);
+    }
+    let ours = millis(medians[0]);
+    let bwrap = millis(medians[1]);
+    println!(
+        "ratio ours/bwrap (p50): {:.2}×  (target ≤ 0.25×)",
+        ours / bwrap
+    );
+
+    println!("\n100 sandboxes started concurrently (wall time until all exited)");
+    for contender in &contenders[..2] {
+        let started = Instant::now();
+        let children = (0..100)
+            .map(|_| spawn(&contender.argv))
+            .collect::<Result<Vec<_>, _>>()?;
+        for child in children {
+            let output = child
+                .wait_with_output()
+                .map_err(|error| format!("wait: {error}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "{} failed under concurrency: {}",
+                    contender.name,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+        }
+        println!(
+            "{:34} {:>9.1} ms",
+            contender.name,
+            millis(started.elapsed())
+        );
+    }
+    Ok(())
+}
