@@ -1,15 +1,17 @@
 //! `cargo xtask bench …`: speed targets as ratios against a named peer measured in the same run.
 //! Never a pass/fail gate on absolute times: machines here are shared and noisy.
 //!
-//! - `sandbox [--runs N]`: spawn → command exited, for `/usr/bin/true` under full isolation, against
-//!   `bwrap --unshare-all` with equivalent binds, `unshare -Urmpfniu --mount-proc`, and a bare
-//!   fork+exec; then 100 sandboxes started at once (wall time). Target: ours ≤ 0.25× bwrap.
+//! - `sandbox [--runs N]`: spawn → exec done (the first byte the sandboxed `/usr/bin/echo` writes
+//!   reaches us; teardown is not counted, but each run is waited for before the next), under
+//!   full isolation with the shipped static binary, against `bwrap --unshare-all` with equivalent
+//!   binds, `unshare -Urmpfniu --mount-proc`, and a bare fork+exec; then 100 sandboxes started at
+//!   once (wall time until all exited). Target: ours ≤ 0.25× bwrap.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{self, cargo, find_on_path, workspace_root};
+use crate::process::{find_on_path, workspace_root};
 
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
@@ -19,7 +21,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// One contender: a name and the argv that runs `/usr/bin/true` its way.
+/// One contender: a name and the argv that runs the probe command its way.
 struct Contender {
     name: &'static str,
     argv: Vec<String>,
@@ -29,16 +31,13 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
 
-fn release_binary() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    process::run(cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "--bin",
-        "bureau",
-    ]))?;
-    Ok(root.join("target/release/bureau"))
+/// The command every contender runs: it writes one line as soon as it is running.
+const PROBE: [&str; 2] = ["/usr/bin/echo", "ready"];
+
+/// The binary we ship: the static build from `cargo xtask dist`.
+fn shipped_binary() -> Result<PathBuf, String> {
+    crate::dist::run(&[])?;
+    Ok(workspace_root().join("dist/bureau"))
 }
 
 /// bwrap with the same filesystem our default sandbox gets.
@@ -70,28 +69,38 @@ fn bwrap_argv(bwrap: &Path) -> Vec<String> {
         "/tmp",
         "--clearenv",
         "--",
-        "/usr/bin/true",
     ]));
+    argv.extend(strings(&PROBE));
     argv
 }
 
-fn spawn(argv: &[String]) -> Result<std::process::Child, String> {
+fn spawn(argv: &[String], stdout: Stdio) -> Result<std::process::Child, String> {
     Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| format!("cannot run {}: {error}", argv[0]))
 }
 
+/// Spawn → first byte of the probe's output; then waits for the exit (not counted).
 fn run_once(argv: &[String]) -> Result<Duration, String> {
+    use std::io::Read;
     let started = Instant::now();
-    let output = spawn(argv)?
+    let mut child = spawn(argv, Stdio::piped())?;
+    let mut first = [0u8; 1];
+    let read = child
+        .stdout
+        .take()
+        .map(|mut stdout| stdout.read(&mut first))
+        .transpose()
+        .map_err(|error| format!("reading {}: {error}", argv[0]))?;
+    let elapsed = started.elapsed();
+    let output = child
         .wait_with_output()
         .map_err(|error| format!("waiting for {}: {error}", argv[0]))?;
-    let elapsed = started.elapsed();
-    if !output.status.success() {
+    if read != Some(1) || !output.status.success() {
         return Err(format!(
             "{} failed ({}): {}",
             argv.join(" "),
@@ -119,16 +128,14 @@ fn sandbox(args: &[String]) -> Result<(), String> {
             .map_err(|_| format!("--runs takes a number, not {value:?}"))?,
         _ => return Err("usage: cargo xtask bench sandbox [--runs N]".to_owned()),
     };
-    let binary = release_binary()?;
+    let binary = shipped_binary()?;
     let mut contenders = vec![Contender {
         name: "bureau-sandbox (full isolation)",
-        argv: vec![
-            binary.display().to_string(),
-            "sandbox".into(),
-            "run".into(),
-            "--".into(),
-            "/usr/bin/true".into(),
-        ],
+        argv: [
+            vec![binary.display().to_string(), "sandbox".into(), "run".into(), "--".into()],
+            strings(&PROBE),
+        ]
+        .concat(),
     }];
     match find_on_path("bwrap") {
         Some(bwrap) => contenders.push(Contender {
@@ -146,20 +153,23 @@ fn sandbox(args: &[String]) -> Result<(), String> {
     if let Some(unshare) = find_on_path("unshare") {
         contenders.push(Contender {
             name: "unshare -Urmpfniu --mount-proc",
-            argv: vec![
-                unshare.display().to_string(),
-                "-Urmpfniu".into(),
-                "--mount-proc".into(),
-                "/usr/bin/true".into(),
-            ],
+            argv: [
+                vec![
+                    unshare.display().to_string(),
+                    "-Urmpfniu".into(),
+                    "--mount-proc".into(),
+                ],
+                strings(&PROBE),
+            ]
+            .concat(),
         });
     }
     contenders.push(Contender {
         name: "fork+exec (no isolation)",
-        argv: strings(&["/usr/bin/true"]),
+        argv: strings(&PROBE),
     });
 
-    println!("spawn → exit of /usr/bin/true, {runs} runs each (interleaved)");
+    println!("spawn → exec done (first output byte of `/usr/bin/echo`), {runs} runs each, interleaved");
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); contenders.len()];
     // Warm up caches, then interleave so machine noise hits every contender alike.
     for contender in &contenders {
@@ -194,7 +204,7 @@ fn sandbox(args: &[String]) -> Result<(), String> {
     for contender in &contenders[..2] {
         let started = Instant::now();
         let children = (0..100)
-            .map(|_| spawn(&contender.argv))
+            .map(|_| spawn(&contender.argv, Stdio::null()))
             .collect::<Result<Vec<_>, _>>()?;
         for child in children {
             let output = child
