@@ -127,30 +127,6 @@ fn reference_match(pattern: &str, name: &str) -> bool {
     if !well_formed(name) {
         return false;
     }
-    let pattern: Vec<&str> = pattern.split('/').collect();
-    let name: Vec<&str> = name.split('/').collect();
-    segments_match(&pattern, &name)
+    bureau::naming::reference::reference_glob_match(pattern, name)
 }
 
-fn segments_match(pattern: &[&str], name: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((&"**", rest)) => (0..=name.len()).any(|skip| segments_match(rest, &name[skip..])),
-        Some((segment, rest)) => match name.split_first() {
-            Some((first, name_rest)) => {
-                segment_match(segment.as_bytes(), first.as_bytes())
-                    && segments_match(rest, name_rest)
-            }
-            None => false,
-        },
-    }
-}
-
-fn segment_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| segment_match(rest, &text[skip..])),
-        Some((b'?', rest)) => !text.is_empty() && segment_match(rest, &text[1..]),
-        Some((literal, rest)) => text.first() == Some(literal) && segment_match(rest, &text[1..]),
-    }
-}

@@ -421,9 +421,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::naming::strategies::{
-        reference_glob_match, small_glob, small_name, valid_localpart,
-    };
+    use crate::naming::reference::reference_glob_match;
+    use crate::naming::strategies::{small_glob, small_name, valid_localpart};
 
     #[test]
     fn literal_glob_matches_only_itself() {

@@ -42,6 +42,8 @@ mod glob;
 mod ids;
 mod localpart;
 mod pattern;
+#[doc(hidden)]
+pub mod reference;
 mod server;
 mod socket;
 #[cfg(test)]
