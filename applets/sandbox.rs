@@ -236,7 +236,7 @@ fn run_sandbox(command_name: &str, run_args: RunArgs) -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(error) => {
             eprintln!("{command_name}: {error}");
-            ExitCode::from(bureau::sandbox::EXIT_SETUP_FAILED)
+            ExitCode::from(error.exit_code())
         }
     }
 }

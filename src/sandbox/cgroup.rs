@@ -45,6 +45,21 @@ pub enum CgroupError {
         source: io::Error,
         hint: &'static str,
     },
+    /// A requested limit could not be set up: names the limit(s), then why.
+    #[error("cgroup limit {limits} could not be applied: {source}")]
+    Limit {
+        limits: String,
+        source: Box<CgroupError>,
+    },
+}
+
+/// Wraps a failure with the names of the limits it stops (fail closed, naming the limit).
+fn for_limits(limits: &[&str]) -> impl FnOnce(CgroupError) -> CgroupError + use<> {
+    let limits = limits.join(", ");
+    move |error| CgroupError::Limit {
+        limits,
+        source: Box::new(error),
+    }
 }
 
 /// What this host offers, from `/proc/self/mountinfo` and `/proc/self/cgroup`.
@@ -239,51 +254,70 @@ impl Cgroup {
         name: &str,
         resources: &Resources,
     ) -> Result<(), CgroupError> {
+        let needed = needed_controllers(resources);
+        let all_limits: Vec<&str> = needed.iter().map(|(limit, _)| *limit).collect();
+        let named = |limit: &str| for_limits(&[limit]);
         match hierarchy {
             Hierarchy::V2 { parent } => {
-                let enable: Vec<String> = needed_controllers(resources)
+                let enable: Vec<String> = needed
                     .iter()
                     .map(|(_, controller)| format!("+{controller}"))
                     .collect();
                 let subtree = parent.join("cgroup.subtree_control");
-                fs::write(&subtree, enable.join(" ")).map_err(io_error(
-                    &subtree,
-                    "a cgroup v2 parent with processes of its own cannot enable controllers for \
-                     children: set BUREAU_CGROUP_PARENT to an empty delegated cgroup",
-                ))?;
-                let leaf = self.make_leaf(parent, name)?;
+                fs::write(&subtree, enable.join(" "))
+                    .map_err(io_error(
+                        &subtree,
+                        "a cgroup v2 parent with processes of its own cannot enable controllers \
+                         for children: set BUREAU_CGROUP_PARENT to an empty delegated cgroup",
+                    ))
+                    .map_err(for_limits(&all_limits))?;
+                let leaf = self
+                    .make_leaf(parent, name)
+                    .map_err(for_limits(&all_limits))?;
                 if let Some(memory) = resources.memory_max {
-                    write(&leaf.join("memory.max"), &memory.to_string())?;
+                    write(&leaf.join("memory.max"), &memory.to_string())
+                        .map_err(named("memory_max"))?;
                     let swap = leaf.join("memory.swap.max");
                     if swap.exists() {
-                        write(&swap, "0")?;
+                        write(&swap, "0").map_err(named("memory_max"))?;
                     }
                 }
                 if let Some(pids) = resources.pids_max {
-                    write(&leaf.join("pids.max"), &pids.to_string())?;
+                    write(&leaf.join("pids.max"), &pids.to_string()).map_err(named("pids_max"))?;
                 }
                 if let Some(weight) = resources.cpu_weight {
-                    write(&leaf.join("cpu.weight"), &weight.to_string())?;
+                    write(&leaf.join("cpu.weight"), &weight.to_string())
+                        .map_err(named("cpu_weight"))?;
                 }
             }
             Hierarchy::V1 { memory, pids, cpu } => {
                 if let (Some(limit), Some(dir)) = (resources.memory_max, memory) {
-                    let leaf = self.make_leaf(dir, name)?;
-                    write(&leaf.join("memory.limit_in_bytes"), &limit.to_string())?;
-                    let with_swap = leaf.join("memory.memsw.limit_in_bytes");
-                    if with_swap.exists() {
-                        write(&with_swap, &limit.to_string())?;
-                    }
+                    let set = |cgroup: &mut Self| {
+                        let leaf = cgroup.make_leaf(dir, name)?;
+                        write(&leaf.join("memory.limit_in_bytes"), &limit.to_string())?;
+                        let with_swap = leaf.join("memory.memsw.limit_in_bytes");
+                        if with_swap.exists() {
+                            write(&with_swap, &limit.to_string())?;
+                        }
+                        Ok(())
+                    };
+                    set(self).map_err(named("memory_max"))?;
                 }
                 if let (Some(limit), Some(dir)) = (resources.pids_max, pids) {
-                    let leaf = self.make_leaf(dir, name)?;
-                    write(&leaf.join("pids.max"), &limit.to_string())?;
+                    let set = |cgroup: &mut Self| {
+                        let leaf = cgroup.make_leaf(dir, name)?;
+                        write(&leaf.join("pids.max"), &limit.to_string())
+                    };
+                    set(self).map_err(named("pids_max"))?;
                 }
                 if let (Some(weight), Some(dir)) = (resources.cpu_weight, cpu) {
-                    let leaf = self.make_leaf(dir, name)?;
-                    // v2 weight 100 is v1's default of 1024 shares.
-                    let shares = (weight * 1024 / 100).max(2);
-                    write(&leaf.join("cpu.shares"), &shares.to_string())?;
+                    let set = |cgroup: &mut Self| {
+                        let leaf = cgroup.make_leaf(dir, name)?;
+                        // v2 weight 100 is v1's default of 1024 shares.
+                        let shares = (weight * 1024 / 100).max(2);
+                        write(&leaf.join("cpu.shares"), &shares.to_string())
+                    };
+                    set(self).map_err(named("cpu_weight"))?;
                 }
             }
         }
@@ -391,6 +425,24 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("pids_max"), "{message}");
         assert!(message.contains("pids controller"), "{message}");
+    }
+
+    #[test]
+    fn a_limit_that_cannot_be_set_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hierarchy = Hierarchy::V1 {
+            memory: None,
+            pids: Some(dir.path().join("missing")),
+            cpu: None,
+        };
+        let limits = Resources {
+            pids_max: Some(32),
+            ..Resources::default()
+        };
+        let error = Cgroup::create(&hierarchy, "sandbox-1", &limits).expect_err("no parent");
+        let message = error.to_string();
+        assert!(message.contains("pids_max"), "{message}");
+        assert!(message.contains("missing"), "{message}");
     }
 
     #[test]

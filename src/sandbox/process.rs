@@ -15,9 +15,11 @@
 //! ```
 //!
 //! Invariants: the process is single-threaded from `clone` to `exec` (the sandbox applet starts
-//! no runtime), so the child may allocate; every descriptor we open is CLOEXEC, so the command
-//! inherits only stdin, stdout and stderr; a failure anywhere in the child is reported through
-//! the CLOEXEC report pipe as (step, path, errno, detail) and the sandbox does not start.
+//! no runtime), so the child may allocate; every descriptor we open is CLOEXEC and the child
+//! closes those the caller left open, so the command inherits only stdin, stdout and stderr; the
+//! init is not dumpable, so the command cannot read the caller's environment out of it; a
+//! failure anywhere in the child is reported through the CLOEXEC report pipe as (step, path,
+//! errno, detail) and the sandbox does not start.
 //!
 //! pid 1 is our own minimal init rather than the command: a command running as pid 1 would not
 //! get default signal actions (SIGTERM would be ignored unless it installs a handler) and would
@@ -27,7 +29,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +101,27 @@ pub enum SandboxError {
     Setup(SetupFailure),
 }
 
+impl SandboxError {
+    /// The exit status this error stands for: 127 when the command was not found inside the
+    /// sandbox, 126 when it was found but could not be executed, 125 for everything else (the
+    /// sandbox could not be built).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SandboxError::Setup(failure) if failure.step == EXEC_STEP => {
+                if failure.errno == libc::ENOENT {
+                    EXIT_NOT_FOUND
+                } else {
+                    EXIT_CANNOT_EXECUTE
+                }
+            }
+            _ => EXIT_SETUP_FAILED,
+        }
+    }
+}
+
+/// The step name of a failed `execve` of the command (see [`SandboxError::exit_code`]).
+const EXEC_STEP: &str = "exec";
+
 /// A failure reported by the sandbox's init or command before exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupFailure {
@@ -129,11 +152,11 @@ impl std::fmt::Display for SetupFailure {
 
 fn hint_for(step: &str, errno: i32) -> Option<&'static str> {
     Some(match (step, errno) {
-        ("exec", libc::ENOENT) => {
+        (EXEC_STEP, libc::ENOENT) => {
             "the command is not inside the sandbox: bind its directory (e.g. --ro /opt/tool) or \
              give a path under /usr"
         }
-        ("exec", libc::EACCES) => "the command is not executable, or its mount is noexec",
+        (EXEC_STEP, libc::EACCES) => "the command is not executable, or its mount is noexec",
         ("mount /proc", _) => {
             "the host masks /proc (typical inside a container runtime); run on the host, or see \
              `bureau-sandbox probe`"
@@ -518,14 +541,21 @@ fn write_id_maps(child: Pid, identity: &Identity) -> Result<(), SandboxError> {
 
 /// Waits for `child`, forwarding signals to it, and returns its status as an exit code.
 /// With `reap_all` (the init), every other exited process is reaped too.
+///
+/// Only signals *sent* to us (`kill`, `sigqueue`) are forwarded. Signals the kernel generates
+/// for a whole process group — Ctrl-C, Ctrl-\ and resizes from the terminal — already reach the
+/// command directly (it is in the same foreground group); forwarding them too would deliver
+/// each Ctrl-C two or three times.
 fn supervise(child: Pid, signals: &SigSet, reap_all: bool) -> u8 {
     let wait_target = if reap_all { None } else { Some(child) };
     loop {
-        let Ok(signal) = signals.wait() else {
+        let Some((signal, sent_by_a_process)) = wait_for_signal(signals) else {
             continue;
         };
         if signal != Signal::SIGCHLD {
-            let _ = kill(child, signal);
+            if sent_by_a_process {
+                let _ = kill(child, signal);
+            }
             continue;
         }
         loop {
@@ -539,6 +569,21 @@ fn supervise(child: Pid, signals: &SigSet, reap_all: bool) -> u8 {
             }
         }
     }
+}
+
+/// `sigwaitinfo`: the next pending signal of `signals`, and whether a process sent it (as opposed
+/// to the kernel, e.g. a terminal's Ctrl-C, which has `si_code == SI_KERNEL`).
+fn wait_for_signal(signals: &SigSet) -> Option<(Signal, bool)> {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `signals` is a valid sigset and `info` points to writable siginfo storage.
+    let number = unsafe { libc::sigwaitinfo(signals.as_ref(), info.as_mut_ptr()) };
+    if number < 0 {
+        return None;
+    }
+    // SAFETY: sigwaitinfo succeeded, so it filled `info` (and it was zeroed before anyway).
+    let info = unsafe { info.assume_init() };
+    let signal = Signal::try_from(number).ok()?;
+    Some((signal, info.si_code != libc::SI_KERNEL))
 }
 
 /// The report record: `step \0 path \0 errno \0 detail`, written in one `write` (atomic below
@@ -595,6 +640,18 @@ fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &S
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
+    // Descriptors the caller left open without CLOEXEC would otherwise reach the command (and
+    // stay readable in the init through /proc/1/fd): only stdin, stdout and stderr go in.
+    if let Err(errno) = close_inherited_descriptors(&[sync_read.as_raw_fd(), report.as_raw_fd()]) {
+        fail(
+            &report,
+            "close inherited descriptors",
+            None,
+            errno,
+            "",
+            EXIT_SETUP_FAILED,
+        );
+    }
     // The parent writes one byte after the ID maps; EOF means it died first.
     let mut byte = [0u8; 1];
     match rustix::io::read(&sync_read, &mut byte) {
@@ -625,6 +682,7 @@ fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &S
             EXIT_SETUP_FAILED,
         );
     }
+    harden_init(prepared, &report);
 
     // SAFETY: fork in a single-threaded process; the child only execs or _exits.
     let command = unsafe { libc::fork() };
@@ -647,6 +705,92 @@ fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &S
     let status = supervise(Pid::from_raw(command), &forwarded_set(), true);
     // SAFETY: see `fail`; the init has nothing to clean up.
     unsafe { libc::_exit(i32::from(status)) }
+}
+
+/// Closes every descriptor from 3 up except `keep` (`close_range`, Linux ≥ 5.9).
+fn close_inherited_descriptors(keep: &[RawFd]) -> Result<(), i32> {
+    let close = |first: u32, last: u32| -> Result<(), i32> {
+        if first > last {
+            return Ok(());
+        }
+        // SAFETY: close_range only closes descriptors; the caller passes every descriptor it
+        // still uses in `keep`, so no live owner sees its descriptor closed.
+        let result = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        if result < 0 {
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EBADF))
+        } else {
+            Ok(())
+        }
+    };
+    // No allocation: the smallest kept descriptor at or above `first`, until none is left.
+    let mut first: u32 = 3;
+    loop {
+        let next_kept = keep
+            .iter()
+            .filter_map(|fd| u32::try_from(*fd).ok())
+            .filter(|fd| *fd >= first)
+            .min();
+        let Some(kept) = next_kept else {
+            return close(first, u32::MAX);
+        };
+        if kept > first {
+            close(first, kept - 1)?;
+        }
+        first = kept + 1;
+    }
+}
+
+/// The init after its setup, before it forks the command.
+///
+/// Why here and not first: `SetIds` changes the credentials when the sandbox maps to another
+/// host user, and the kernel then clears the parent-death signal (die_with_parent would be
+/// silently lost) and resets dumpability. So both are set once the credentials are final:
+/// - the parent-death signal again, and if the parent already died (its end of the report pipe
+///   is closed: `POLLERR`), the sandbox does not start;
+/// - not dumpable: the init is a copy of the supervisor, so its memory holds the caller's
+///   environment and arguments; a dumpable init would let the command (same user) read them
+///   through `/proc/1/environ` and `/proc/1/mem`, or write the init's memory.
+fn harden_init(prepared: &Prepared, report: &OwnedFd) {
+    if prepared.die_with_parent {
+        let armed =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+        let mut poll = libc::pollfd {
+            fd: report.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout: poll only fills in `revents`.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        let parent_gone = ready > 0 && poll.revents & libc::POLLERR != 0;
+        if let Err(errno) = armed {
+            fail(
+                report,
+                "die with parent",
+                None,
+                errno.raw_os_error(),
+                "",
+                EXIT_SETUP_FAILED,
+            );
+        }
+        if parent_gone {
+            // SAFETY: see `fail`; nobody is left to read a report.
+            unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
+        }
+    }
+    if let Err(errno) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        fail(
+            report,
+            "make the init undumpable",
+            None,
+            errno.raw_os_error(),
+            "",
+            EXIT_SETUP_FAILED,
+        );
+    }
 }
 
 /// pid 2: restores the signal mask, optionally starts a new session, and execs.
@@ -678,7 +822,7 @@ fn exec_command(prepared: &Prepared, report: &OwnedFd, mask: &SigSet) -> ! {
     );
     fail(
         report,
-        "exec",
+        EXEC_STEP,
         Some(Path::new(program)),
         last_errno,
         "",
@@ -700,6 +844,63 @@ mod tests {
         let message = failure.to_string();
         assert!(message.contains("mount /proc"), "{message}");
         assert!(message.contains("Hint:"), "{message}");
+    }
+
+    #[test]
+    fn exec_failures_exit_127_or_126_and_other_failures_125() {
+        let setup = |step: &str, errno| {
+            SandboxError::Setup(SetupFailure {
+                step: step.to_owned(),
+                path: None,
+                errno,
+                detail: String::new(),
+            })
+        };
+        assert_eq!(setup(EXEC_STEP, libc::ENOENT).exit_code(), EXIT_NOT_FOUND);
+        assert_eq!(
+            setup(EXEC_STEP, libc::EACCES).exit_code(),
+            EXIT_CANNOT_EXECUTE
+        );
+        assert_eq!(
+            setup(EXEC_STEP, libc::ENOEXEC).exit_code(),
+            EXIT_CANNOT_EXECUTE
+        );
+        assert_eq!(
+            setup("mount /proc", libc::ENOENT).exit_code(),
+            EXIT_SETUP_FAILED
+        );
+        let host = SandboxError::Host {
+            step: "clone namespaces",
+            message: String::new(),
+        };
+        assert_eq!(host.exit_code(), EXIT_SETUP_FAILED);
+    }
+
+    #[test]
+    fn inherited_descriptors_are_closed_except_the_kept_ones() {
+        // In a forked child: the test harness's other threads are not copied by fork.
+        let (keep, _keep_write) = nix::unistd::pipe().expect("pipe");
+        let (stray, _stray_write) = nix::unistd::pipe().expect("pipe");
+        let (keep_fd, stray_fd) = (keep.as_raw_fd(), stray.as_raw_fd());
+        // SAFETY: the child only makes async-signal-safe calls (close_range, fcntl, _exit).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let closed = close_inherited_descriptors(&[keep_fd]).is_ok();
+            // SAFETY: F_GETFD only queries the descriptor.
+            let keep_open = unsafe { libc::fcntl(keep_fd, libc::F_GETFD) } >= 0;
+            // SAFETY: as above.
+            let stray_open = unsafe { libc::fcntl(stray_fd, libc::F_GETFD) } >= 0;
+            let code = if closed && keep_open && !stray_open {
+                0
+            } else {
+                1
+            };
+            // SAFETY: leave the forked copy of the test harness without running destructors.
+            unsafe { libc::_exit(code) }
+        }
+        let status = waitpid(Pid::from_raw(pid), None).expect("waitpid");
+        assert_eq!(status, WaitStatus::Exited(Pid::from_raw(pid), 0));
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //!
 //! | filter | syscalls | answer |
 //! |---|---|---|
-//! | deny | ptrace, process_vm_*, the mount family, unshare, setns, clone with namespace flags, keyctl, bpf, perf_event_open, userfaultfd, modules, kexec, reboot, swap, acct, open_by_handle_at, io_uring_*, ioctl TIOCSTI/TIOCLINUX | `EPERM` |
+//! | deny | ptrace, process_vm_*, the mount family, unshare, setns, clone with namespace flags, keyctl, bpf, perf_event_open, userfaultfd, modules, kexec, reboot, swap, acct, open_by_handle_at, io_uring_*, ioctl TIOCSTI/TIOCLINUX, sendto/sendmsg/sendmmsg with `MSG_FASTOPEN` | `EPERM` |
 //! | clone3 | clone3 (its flags live in memory seccomp cannot read) | `ENOSYS`: libc falls back to `clone`, whose flags are checked |
-//! | sockets | socket/socketpair families other than unix, inet, inet6 and netlink-route | `EAFNOSUPPORT` |
+//! | sockets | socket/socketpair families other than unix, inet, inet6 and netlink-route; inet/inet6 with `IPPROTO_MPTCP` | `EAFNOSUPPORT` |
+//!
+//! Why MPTCP and `MSG_FASTOPEN`: with the host network, landlock's TCP rules are the only guard
+//! on TCP, and neither reaches them (landlock only checks `IPPROTO_TCP` sockets, and a fast-open
+//! send connects inside `sendmsg`, past the `connect` hook), so either would connect anywhere.
 //! | x32 (x86_64) | the x32 syscall ABI | kill |
 //!
 //! Every filter kills the process on a foreign architecture (i386 `int 0x80`, arm32), so only
@@ -149,6 +153,19 @@ fn deny_filter() -> Result<BpfProgram, seccompiler::BackendError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+    // A TCP fast-open send connects without passing landlock's connect check (see the module
+    // doc). The flags are sendto's and sendmmsg's fourth argument, sendmsg's third.
+    let fast_open = |flags_arg: u8| {
+        rule(vec![condition(
+            flags_arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::MSG_FASTOPEN as u64),
+            libc::MSG_FASTOPEN as u64,
+        )?])
+    };
+    rules.insert(libc::SYS_sendto, vec![fast_open(3)?]);
+    rules.insert(libc::SYS_sendmsg, vec![fast_open(2)?]);
+    rules.insert(libc::SYS_sendmmsg, vec![fast_open(3)?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -171,7 +188,7 @@ fn clone3_filter() -> Result<BpfProgram, seccompiler::BackendError> {
 }
 
 /// socket/socketpair with a family other than unix, inet, inet6 (or netlink with a protocol
-/// other than NETLINK_ROUTE) → `EAFNOSUPPORT`.
+/// other than NETLINK_ROUTE, or inet/inet6 with IPPROTO_MPTCP) → `EAFNOSUPPORT`.
 fn socket_filter() -> Result<BpfProgram, seccompiler::BackendError> {
     let dword = || SeccompCmpArgLen::Dword;
     let other_family = rule(
@@ -189,7 +206,19 @@ fn socket_filter() -> Result<BpfProgram, seccompiler::BackendError> {
         condition(0, dword(), SeccompCmpOp::Eq, libc::AF_NETLINK as u64)?,
         condition(2, dword(), SeccompCmpOp::Ne, libc::NETLINK_ROUTE as u64)?,
     ])?;
-    let socket_rules = vec![other_family, netlink_not_route];
+    // MPTCP sockets are not seen by landlock's TCP rules (see the module doc).
+    let mptcp = |family: i32| {
+        rule(vec![
+            condition(0, dword(), SeccompCmpOp::Eq, family as u64)?,
+            condition(2, dword(), SeccompCmpOp::Eq, libc::IPPROTO_MPTCP as u64)?,
+        ])
+    };
+    let socket_rules = vec![
+        other_family,
+        netlink_not_route,
+        mptcp(libc::AF_INET)?,
+        mptcp(libc::AF_INET6)?,
+    ];
     let rules = BTreeMap::from([
         (libc::SYS_socket, socket_rules.clone()),
         (libc::SYS_socketpair, socket_rules),

@@ -132,7 +132,12 @@ fn sandbox(args: &[String]) -> Result<(), String> {
     let mut contenders = vec![Contender {
         name: "bureau-sandbox (full isolation)",
         argv: [
-            vec![binary.display().to_string(), "sandbox".into(), "run".into(), "--".into()],
+            vec![
+                binary.display().to_string(),
+                "sandbox".into(),
+                "run".into(),
+                "--".into(),
+            ],
             strings(&PROBE),
         ]
         .concat(),
@@ -169,7 +174,9 @@ fn sandbox(args: &[String]) -> Result<(), String> {
         argv: strings(&PROBE),
     });
 
-    println!("spawn → exec done (first output byte of `/usr/bin/echo`), {runs} runs each, interleaved");
+    println!(
+        "spawn → exec done (first output byte of `/usr/bin/echo`), {runs} runs each, interleaved"
+    );
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); contenders.len()];
     // Warm up caches, then interleave so machine noise hits every contender alike.
     for contender in &contenders {
