@@ -84,6 +84,11 @@ struct RunArgs {
     #[argh(option)]
     spec: Option<PathBuf>,
 
+    /// read a CBOR sandbox spec from this inherited file descriptor (the launcher's way: no
+    /// file, nothing in argv); the other options add to it
+    #[argh(option)]
+    spec_fd: Option<i32>,
+
     /// print the resulting spec as JSON instead of running it
     #[argh(switch)]
     print_spec: bool,
@@ -150,9 +155,35 @@ pub fn run(invocation: &Invocation) -> ExitCode {
     }
 }
 
+/// Reads a CBOR spec from an inherited descriptor, which is consumed (closed).
+fn read_spec_fd(fd: i32) -> Result<SandboxSpec, String> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let is_open = std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists();
+    if fd < 3 || !is_open {
+        return Err(format!(
+            "--spec-fd {fd} is not an open descriptor above stderr; pass the read end of a pipe"
+        ));
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to us to consume.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|error| format!("reading --spec-fd {fd}: {error}"))?;
+    SandboxSpec::from_cbor(&bytes).map_err(|error| format!("--spec-fd {fd}: {error}"))
+}
+
 fn build_spec(run_args: RunArgs) -> Result<(SandboxSpec, bool), String> {
-    let mut spec = match &run_args.spec {
-        Some(path) => {
+    let from_fd = run_args.spec_fd.map(read_spec_fd).transpose()?;
+    let mut spec = match (&run_args.spec, from_fd) {
+        (Some(_), Some(_)) => return Err("give --spec or --spec-fd, not both".to_owned()),
+        (None, Some(mut spec)) => {
+            if !run_args.command.is_empty() {
+                spec.command = run_args.command;
+            }
+            spec
+        }
+        (Some(path), None) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|error| format!("cannot read --spec {}: {error}", path.display()))?;
             let mut spec: SandboxSpec = serde_json::from_str(&text)
@@ -162,7 +193,7 @@ fn build_spec(run_args: RunArgs) -> Result<(SandboxSpec, bool), String> {
             }
             spec
         }
-        None => {
+        (None, None) => {
             if run_args.command.is_empty() {
                 return Err("give the command to run after `--` (or a --spec file)".to_owned());
             }

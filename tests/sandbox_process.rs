@@ -387,3 +387,50 @@ fn print_spec_shows_the_defaults() {
     assert_eq!(spec["namespaces"]["net"], false);
     assert_eq!(spec["resources"]["pids_max"], 7);
 }
+
+#[test]
+fn spec_from_an_inherited_descriptor_as_cbor() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let spec = bureau::sandbox::SandboxSpec::with_defaults(vec![
+        "/usr/bin/echo".to_owned(),
+        "spec came through fd 3".to_owned(),
+    ]);
+    let shared = SharedDir::new();
+    let spec_path = shared.path().join("spec.cbor");
+    std::fs::write(&spec_path, spec.to_cbor().expect("encode")).expect("write spec");
+    let spec_file = std::fs::File::open(&spec_path).expect("open spec");
+    let spec_fd = spec_file.as_raw_fd();
+
+    let mut command = sandbox_command(&["--spec-fd", "3"]);
+    // Between fork and exec: make the spec fd 3 without CLOEXEC (dup2 clears it on the copy; if
+    // the file already is fd 3, clear the flag directly).
+    let remap = move || -> std::io::Result<()> {
+        let result = if spec_fd == 3 {
+            // SAFETY: F_SETFD on a descriptor we own only changes its flags.
+            unsafe { libc::fcntl(3, libc::F_SETFD, 0) }
+        } else {
+            // SAFETY: dup2 only duplicates a descriptor we own onto 3.
+            unsafe { libc::dup2(spec_fd, 3) }
+        };
+        if result < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: `remap` only makes async-signal-safe calls (fcntl, dup2).
+    unsafe { command.pre_exec(remap) };
+    let output = output_of(command);
+    assert_success(&output);
+    assert_line(&output, "spec came through fd 3");
+
+    // A descriptor that is not open is refused with the fix.
+    let output = sandbox(&["--spec-fd", "9", "--", "true"]);
+    assert_eq!(code(&output), 2, "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("--spec-fd 9"),
+        "{}",
+        describe(&output)
+    );
+}

@@ -386,6 +386,23 @@ impl SandboxSpec {
     }
 }
 
+/// A CBOR spec that could not be decoded (or a spec that could not be encoded).
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox spec (CBOR): {0}")]
+pub struct CborError(String);
+
+impl SandboxSpec {
+    /// The spec as CBOR, the launcher's wire form (the same serde model as the JSON form).
+    pub fn to_cbor(&self) -> Result<Vec<u8>, CborError> {
+        minicbor_serde::to_vec(self).map_err(|error| CborError(error.to_string()))
+    }
+
+    /// Decodes a CBOR spec; unknown fields are refused, as in JSON.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Self, CborError> {
+        minicbor_serde::from_slice(bytes).map_err(|error| CborError(error.to_string()))
+    }
+}
+
 /// The default search path inside a sandbox.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
@@ -528,6 +545,20 @@ mod tests {
             size: None,
         });
         assert!(matches!(spec.validate(), Err(SpecError::BadPath { .. })));
+    }
+
+    #[test]
+    fn cbor_round_trips_the_whole_spec() {
+        let mut spec = SandboxSpec::with_defaults(vec!["/usr/bin/env".to_owned()]);
+        spec.resources.pids_max = Some(64);
+        spec.landlock.tcp_connect = vec![443];
+        spec.filesystem.push(Mount::File {
+            destination: PathBuf::from("/run/bureau/payload.json"),
+            contents: "{}".to_owned(),
+        });
+        let bytes = spec.to_cbor().expect("encode");
+        assert_eq!(SandboxSpec::from_cbor(&bytes).expect("decode"), spec);
+        assert!(SandboxSpec::from_cbor(&bytes[..bytes.len() / 2]).is_err());
     }
 
     #[test]
