@@ -5,7 +5,9 @@
 //! (human text, or JSON with `--json`); the work itself lives in the library.
 
 mod install;
+mod matrix;
 mod naming;
+mod session;
 
 use std::process::ExitCode;
 
@@ -38,7 +40,10 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Install(install::InstallArgs),
+    Login(session::LoginArgs),
+    Matrix(matrix::MatrixArgs),
     Naming(naming::NamingArgs),
+    Whoami(session::WhoamiArgs),
 }
 
 /// `bureau 0.1.0 (commit 1a2b3c4d5e6f, target x86_64-unknown-linux-musl)`
@@ -66,13 +71,49 @@ pub fn run(arguments: &[String]) -> ExitCode {
     }
     match cli.command {
         Some(Command::Install(command)) => install::run(command),
+        Some(Command::Login(command)) => session::run_login(command),
+        Some(Command::Matrix(command)) => matrix::run(command),
         Some(Command::Naming(command)) => naming::run(command),
+        Some(Command::Whoami(command)) => session::run_whoami(command),
         None => {
             eprintln!("bureau: no command given.\n");
             eprint!("{}", args::help_text::<Cli>("bureau"));
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs an async command body on a single-threaded runtime (the CLI does one thing at a time).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            eprintln!("bureau: cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Prints `bureau COMMAND: message` on stderr; exit status 1.
+fn fail(command: &str, message: &str) -> ExitCode {
+    eprintln!("bureau {command}: {message}");
+    ExitCode::FAILURE
+}
+
+/// Prints `json` (with `--json`) or `human`; exit status 0.
+fn print_result(json: bool, value: &serde_json::Value, human: &str) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => println!("{text}"),
+            Err(error) => return fail("", &format!("cannot encode the result: {error}")),
+        }
+    } else {
+        println!("{human}");
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `cargo xtask bench …`: speed targets as ratios against a named peer measured in the same run.
 //! Never a pass/fail gate on absolute times: machines here are shared and noisy.
 //!
+//! - `matrix`: send → sync delivery through our Matrix client against a Python stdlib client
+//!   (see `bench_matrix.rs`). Target: ours ≤ 1.1×.
 //! - `sandbox [--runs N]`: spawn → exec done (the first byte the sandboxed `/usr/bin/echo` writes
 //!   reaches us; teardown is not counted, but each run is waited for before the next), under
 //!   full isolation with the shipped static binary, against `bwrap --unshare-all` with equivalent
@@ -16,8 +18,11 @@ use crate::process::{find_on_path, workspace_root};
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("sandbox") => sandbox(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark {other:?}; available: sandbox")),
-        None => Err("name a benchmark: cargo xtask bench sandbox".to_owned()),
+        Some("matrix") => crate::bench_matrix::run(&args[1..]),
+        Some(other) => Err(format!(
+            "unknown benchmark {other:?}; available: sandbox, matrix"
+        )),
+        None => Err("name a benchmark: cargo xtask bench sandbox|matrix".to_owned()),
     }
 }
 

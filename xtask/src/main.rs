@@ -3,11 +3,15 @@
 //! - `dist`: the static release binary in `dist/`, with the applet symlinks.
 //! - `test`: the whole test suite (README's test command), with an unprivileged sandbox pass.
 //! - `bench`: speed as ratios against named peers measured in the same run.
+//! - `homeserver`: a local Synapse for development, kept running between commands.
 //!
-//! xtask has no dependencies so that it builds in seconds on a fresh machine.
+//! xtask depends on the `bureau` library (for `bureau::homeserver`, the same harness the
+//! integration tests use) and `serde_json`, nothing else; its first build compiles the library.
 
 mod bench;
+mod bench_matrix;
 mod dist;
+mod homeserver;
 mod process;
 mod test;
 
@@ -21,6 +25,10 @@ Commands:
   test     the whole test suite; as root, the sandbox battery again as an unprivileged user
   bench sandbox [--runs N]
            sandbox start-up against bwrap, unshare and bare fork+exec (ratios)
+  bench matrix
+           send → sync delivery through our client against a Python stdlib client
+  homeserver up|down|status [--port N] [--json]
+           a local Synapse on 127.0.0.1 for development (kept running; admin/admin-password)
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +37,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("homeserver") => homeserver::run(&args[1..]),
         Some("--help" | "-h" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,607 @@
+//! The Matrix client and `bureau matrix` commands against a real Synapse (started by the
+//! project's own harness, one instance for this test binary; a dedicated one for the restart).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bureau::homeserver::{HomeserverConfig, LocalHomeserver};
+use bureau::matrix::{Client, ConnectOptions, MatrixError, SyncStream};
+use bureau::secret::Secret;
+use serde_json::{Value, json};
+
+const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
+
+/// The binary's shared homeserver (stopped when the test process exits).
+fn homeserver() -> &'static LocalHomeserver {
+    static SERVER: OnceLock<LocalHomeserver> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        LocalHomeserver::start(HomeserverConfig::default()).expect("start the test homeserver")
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A unique user name per call (tests share one homeserver).
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh account, logged in.
+async fn new_user(server: &LocalHomeserver, prefix: &str, admin: bool) -> (Client, String) {
+    let name = unique(prefix);
+    let client = Client::connect(&server.base_url(), &ConnectOptions::default())
+        .await
+        .expect("connect");
+    let secret = Secret::from_string(server.shared_secret().to_owned());
+    let password = Secret::from_string(format!("{name}-password"));
+    let user = client
+        .register_with_shared_secret(&secret, &name, &password, admin)
+        .await
+        .expect("register");
+    (user, name)
+}
+
+/// `bureau ARGS` with a session file, stdin from `input`.
+fn bureau(session: &Path, args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BUREAU)
+        .args(args)
+        .env("BUREAU_SESSION_FILE", session)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bureau");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    drop(stdin);
+    child.wait_with_output().expect("wait bureau")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Logs `name` in through the CLI; returns the session file's directory (kept alive by caller).
+fn cli_login(server: &LocalHomeserver, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = dir.path().join("session.json");
+    let output = bureau(
+        &session,
+        &[
+            "login",
+            "--homeserver",
+            &server.base_url(),
+            "--user",
+            name,
+            "--password-stdin",
+        ],
+        Some(&format!("{name}-password\n")),
+    );
+    assert!(output.status.success(), "login: {}", text(&output.stderr));
+    (dir, session)
+}
+
+#[test]
+fn register_login_and_whoami() {
+    let server = homeserver();
+    runtime().block_on(async {
+        let (registered, name) = new_user(server, "alice", false).await;
+        let expected = format!("@{name}:{}", server.server_name());
+        assert_eq!(
+            registered.whoami().await.expect("whoami").as_str(),
+            expected
+        );
+
+        let anonymous = Client::connect(&server.base_url(), &ConnectOptions::default())
+            .await
+            .expect("connect");
+        let password = Secret::from_string(format!("{name}-password"));
+        let (logged_in, device) = anonymous
+            .login_password(&name, &password)
+            .await
+            .expect("login");
+        assert!(!device.is_empty());
+        assert_eq!(logged_in.whoami().await.expect("whoami").as_str(), expected);
+        // The token never shows in Debug output.
+        let token = logged_in
+            .access_token()
+            .expect("token")
+            .expose_str()
+            .expect("utf-8");
+        assert!(!format!("{logged_in:?}").contains(token));
+
+        let wrong = Secret::from_string("wrong".to_owned());
+        let error = anonymous
+            .login_password(&name, &wrong)
+            .await
+            .expect_err("bad password");
+        assert_eq!(error.errcode(), Some("M_FORBIDDEN"), "{error}");
+    });
+
+    // The same through the CLI, with the session saved 0600.
+    let name = runtime().block_on(async { new_user(server, "cli", false).await.1 });
+    let (_dir, session) = cli_login(server, &name);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&session)
+        .expect("session")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let output = bureau(&session, &["whoami", "--json"], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let whoami: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        whoami["user_id"],
+        format!("@{name}:{}", server.server_name())
+    );
+}
+
+#[test]
+fn bad_token_says_log_in_again_and_unreachable_names_the_url() {
+    let server = homeserver();
+    runtime().block_on(async {
+        let client = Client::connect(&server.base_url(), &ConnectOptions::default())
+            .await
+            .expect("connect");
+        let user = bureau::matrix::parse_user_id(&format!("@ghost:{}", server.server_name()))
+            .expect("user id");
+        let forged = client.with_session(user, Secret::from_string("syt_forged".to_owned()));
+        let error = forged.whoami().await.expect_err("forged token");
+        assert!(matches!(error, MatrixError::UnknownToken { .. }), "{error}");
+        assert!(error.to_string().contains("log in again"), "{error}");
+        assert!(
+            !error.to_string().contains("syt_forged"),
+            "the token leaked: {error}"
+        );
+
+        // A port nothing listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!(
+            "http://127.0.0.1:{}",
+            closed.local_addr().expect("addr").port()
+        );
+        drop(closed);
+        let error = Client::connect(&url, &ConnectOptions::default())
+            .await
+            .expect_err("unreachable");
+        assert!(matches!(error, MatrixError::Unreachable { .. }), "{error}");
+        assert!(error.to_string().contains(&url), "{error}");
+    });
+}
+
+#[test]
+fn matrix_setup_is_idempotent_with_admin_only_power_levels() {
+    let server = homeserver();
+    let name = runtime().block_on(async { new_user(server, "admin", true).await.1 });
+    let (_dir, session) = cli_login(server, &name);
+    let namespace = unique("ns");
+    let setup = |session: &Path| {
+        let output = bureau(
+            session,
+            &["matrix", "setup", &namespace, "--fleet", "prod", "--json"],
+            None,
+        );
+        assert!(output.status.success(), "setup: {}", text(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).expect("setup json")
+    };
+    let first = setup(&session);
+    let rooms = first.as_array().expect("reports");
+    assert_eq!(rooms.len(), 6);
+    assert!(rooms.iter().all(|room| room["created"] == true));
+    let aliases: Vec<&str> = rooms
+        .iter()
+        .filter_map(|room| room["alias"].as_str())
+        .collect();
+    let server_name = server.server_name();
+    for expected in [
+        format!("#{namespace}:{server_name}"),
+        format!("#{namespace}/system:{server_name}"),
+        format!("#{namespace}/template:{server_name}"),
+        format!("#{namespace}/fleet/prod:{server_name}"),
+        format!("#{namespace}/fleet/prod/machine:{server_name}"),
+        format!("#{namespace}/fleet/prod/service:{server_name}"),
+    ] {
+        assert!(
+            aliases.contains(&expected.as_str()),
+            "{expected} missing from {aliases:?}"
+        );
+    }
+    // Room version 12 IDs have no server part.
+    assert!(
+        rooms
+            .iter()
+            .all(|room| !room["room_id"].as_str().unwrap_or(":").contains(':'))
+    );
+
+    let second = setup(&session);
+    let second = second.as_array().expect("reports");
+    for (before, after) in rooms.iter().zip(second) {
+        assert_eq!(
+            before["room_id"], after["room_id"],
+            "same rooms the second time"
+        );
+        assert_eq!(after["created"], false);
+        assert_eq!(after["power_levels_repaired"], false);
+    }
+
+    let published: Vec<&Value> = rooms
+        .iter()
+        .flat_map(|room| room["templates_published"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(published, [&json!("base"), &json!("agent-base")]);
+    assert!(
+        second
+            .iter()
+            .all(|room| room["templates_published"] == json!([]))
+    );
+
+    let template_room = format!("#{namespace}/template:{server_name}");
+    let output = bureau(
+        &session,
+        &[
+            "matrix",
+            "state",
+            "get",
+            &template_room,
+            "m.bureau.template",
+            "agent-base",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let agent_base: bureau::schema::Template =
+        serde_json::from_slice(&output.stdout).expect("agent-base parses as a template");
+    assert_eq!(agent_base, bureau::schema::Template::agent_base());
+    let output = bureau(
+        &session,
+        &[
+            "matrix",
+            "state",
+            "get",
+            &template_room,
+            "m.room.power_levels",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let levels: Value = serde_json::from_slice(&output.stdout).expect("levels");
+    assert_eq!(levels["events"]["m.bureau.template"], 100);
+    assert_eq!(levels["events"]["m.bureau.credentials"], 100);
+    assert_eq!(levels["state_default"], 100);
+
+    let output = bureau(
+        &session,
+        &["matrix", "doctor", &namespace, "--fleet", "prod", "--json"],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "doctor: {} {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+
+    // An ordinary member cannot change a template.
+    runtime().block_on(async {
+        let (member, member_name) = new_user(server, "member", false).await;
+        let admin = Client::connect(&server.base_url(), &ConnectOptions::default())
+            .await
+            .expect("connect");
+        let (admin, _) = admin
+            .login_password(&name, &Secret::from_string(format!("{name}-password")))
+            .await
+            .expect("admin login");
+        let room_id = admin
+            .resolve_alias(&template_room)
+            .await
+            .expect("resolve")
+            .expect("room");
+        admin
+            .invite(&room_id, &format!("@{member_name}:{server_name}"))
+            .await
+            .expect("invite");
+        member.join(room_id.as_str()).await.expect("join");
+        let error = member
+            .state_put(
+                &room_id,
+                "m.bureau.template",
+                "base",
+                &json!({"command": ["sh"]}),
+            )
+            .await
+            .expect_err("members may not change templates");
+        assert_eq!(error.errcode(), Some("M_FORBIDDEN"), "{error}");
+    });
+}
+
+#[test]
+fn state_round_trips_through_the_cli_and_the_client() {
+    let server = homeserver();
+    let name = runtime().block_on(async { new_user(server, "state", true).await.1 });
+    let (dir, session) = cli_login(server, &name);
+    let namespace = unique("st");
+    let output = bureau(&session, &["matrix", "setup", &namespace], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let room = format!("#{namespace}/system:{}", server.server_name());
+    let content = json!({"principals": [{"principal": "acme/agent/pm", "template": "agent-base"}]});
+    let file = dir.path().join("content.json");
+    std::fs::write(&file, content.to_string()).expect("write");
+    let output = bureau(
+        &session,
+        &[
+            "matrix",
+            "state",
+            "set",
+            &room,
+            "m.bureau.machine_config",
+            "acme/machine/box1",
+            "--content",
+            &format!("@{}", file.display()),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = bureau(
+        &session,
+        &[
+            "matrix",
+            "state",
+            "get",
+            &room,
+            "m.bureau.machine_config",
+            "acme/machine/box1",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let read: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(read, content);
+
+    // A missing event is an error naming it; bad JSON is refused before anything is sent.
+    let output = bureau(
+        &session,
+        &["matrix", "state", "get", &room, "m.bureau.nothing"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("m.bureau.nothing"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = bureau(
+        &session,
+        &[
+            "matrix",
+            "state",
+            "set",
+            &room,
+            "m.bureau.x",
+            "--content",
+            "{not json",
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("not JSON"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn a_message_from_one_user_arrives_in_anothers_sync_stream() {
+    let server = homeserver();
+    runtime().block_on(async {
+        let (alice, _) = new_user(server, "sender", false).await;
+        let (bob, bob_name) = new_user(server, "receiver", false).await;
+        let room_id = alice
+            .create_room(&bureau::matrix::RoomOptions::default())
+            .await
+            .expect("create room");
+        alice
+            .invite(&room_id, &format!("@{bob_name}:{}", server.server_name()))
+            .await
+            .expect("invite");
+        bob.join(room_id.as_str()).await.expect("join");
+
+        let mut stream =
+            SyncStream::new(bob.clone(), None, None).with_poll_timeout(Duration::from_secs(10));
+        stream.next_batch().await.expect("initial sync");
+        let event_id = alice
+            .send_text(&room_id, "hello bob", false)
+            .await
+            .expect("send");
+        let received = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let batch = stream.next_batch().await.expect("sync");
+                if let Some(event) = batch
+                    .timeline_of(&room_id)
+                    .find(|event| event["event_id"] == event_id.as_str())
+                {
+                    return event.clone();
+                }
+            }
+        })
+        .await
+        .expect("the message arrives");
+        assert_eq!(received["content"]["body"], "hello bob");
+    });
+}
+
+#[test]
+fn sync_resumes_across_a_homeserver_restart_with_every_event_exactly_once() {
+    // A dedicated instance: this test restarts it.
+    let mut server = LocalHomeserver::start(HomeserverConfig::default()).expect("start");
+    let runtime = runtime();
+    let (alice, room_id, mut stream) = runtime.block_on(async {
+        let (alice, _) = new_user(&server, "restart", false).await;
+        let room_id = alice
+            .create_room(&bureau::matrix::RoomOptions::default())
+            .await
+            .expect("room");
+        let mut stream =
+            SyncStream::new(alice.clone(), None, None).with_poll_timeout(Duration::from_secs(2));
+        stream.next_batch().await.expect("initial sync");
+        for index in 0..3 {
+            alice
+                .send_text(&room_id, &format!("before {index}"), false)
+                .await
+                .expect("send before");
+        }
+        (alice, room_id, stream)
+    });
+
+    server.restart().expect("restart the homeserver");
+
+    let bodies = runtime.block_on(async {
+        for index in 0..3 {
+            // The server may still be warming up: retry transient failures briefly.
+            let mut attempts = 0;
+            loop {
+                match alice
+                    .send_text(&room_id, &format!("after {index}"), false)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(error) if error.is_transient() && attempts < 20 => {
+                        attempts += 1;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(error) => panic!("send after restart: {error}"),
+                }
+            }
+        }
+        let mut bodies: Vec<String> = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while bodies.len() < 6 {
+                let batch = stream.next_batch().await.expect("sync after restart");
+                bodies.extend(
+                    batch
+                        .timeline_of(&room_id)
+                        .filter_map(|event| event["content"]["body"].as_str())
+                        .map(str::to_owned),
+                );
+            }
+        })
+        .await
+        .expect("all six messages arrive");
+        bodies
+    });
+    assert_eq!(
+        bodies,
+        [
+            "before 0", "before 1", "before 2", "after 0", "after 1", "after 2"
+        ],
+        "every event exactly once, in order"
+    );
+}
+
+/// A venv with matrix-nio, beside the homeserver's (installed once, under a lock).
+fn nio_python() -> PathBuf {
+    let cache = bureau::homeserver::cache_dir();
+    let venv = cache.join("nio-venv");
+    let python = venv.join("bin/python");
+    let lock_path = cache.join(".nio-install.lock");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let lock = std::fs::File::create(&lock_path).expect("lock file");
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock");
+    let ready = Command::new(&python)
+        .args(["-c", "import nio"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !ready {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(status.success(), "creating the matrix-nio venv failed");
+        let status = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "matrix-nio==0.25.2",
+            ])
+            .status()
+            .expect("pip install matrix-nio");
+        assert!(status.success(), "installing matrix-nio from PyPI failed");
+    }
+    python
+}
+
+#[test]
+fn matrix_nio_reads_what_bureau_created() {
+    let server = homeserver();
+    let name = runtime().block_on(async { new_user(server, "nio", true).await.1 });
+    let (_dir, session) = cli_login(server, &name);
+    let namespace = unique("nio");
+    let output = bureau(
+        &session,
+        &["matrix", "setup", &namespace, "--fleet", "prod"],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let server_name = server.server_name();
+    let system = format!("#{namespace}/system:{server_name}");
+    let content = json!({"algorithm": "age-x25519", "public_key": "age1example"});
+    let output = bureau(
+        &session,
+        &[
+            "matrix",
+            "state",
+            "set",
+            &system,
+            "m.bureau.machine_key",
+            "box1",
+            "--content",
+            &content.to_string(),
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let aliases = [
+        format!("#{namespace}:{server_name}"),
+        format!("#{namespace}/template:{server_name}"),
+        format!("#{namespace}/fleet/prod/machine:{server_name}"),
+    ];
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/nio_read.py");
+    let output = Command::new(nio_python())
+        .arg(script)
+        .args([&server.base_url(), &name, &format!("{name}-password")])
+        .args(&aliases)
+        .args(["--", &system, "m.bureau.machine_key", "box1"])
+        .output()
+        .expect("run matrix-nio");
+    assert!(output.status.success(), "nio: {}", text(&output.stderr));
+    let read: Value = serde_json::from_slice(&output.stdout).expect("nio json");
+    for alias in &aliases {
+        let room_id = read["aliases"][alias].as_str();
+        assert!(
+            room_id.is_some_and(|id| id.starts_with('!')),
+            "nio could not resolve {alias}: {read}"
+        );
+    }
+    assert_eq!(read["state"], content, "{read}");
+}
