@@ -605,3 +605,194 @@ fn matrix_nio_reads_what_bureau_created() {
     }
     assert_eq!(read["state"], content, "{read}");
 }
+
+/// Type → JSON → room state → JSON → type, equal to the original, for one content type.
+async fn state_round_trip<T>(
+    client: &Client,
+    room_id: &ruma::OwnedRoomId,
+    key: &str,
+    example: Value,
+) where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let value: T = serde_json::from_value(example).expect("example parses");
+    let event_type = format!(
+        "m.bureau.test.{}",
+        std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("x")
+    );
+    let content = serde_json::to_value(&value).expect("encode");
+    client
+        .state_put(room_id, &event_type, key, &content)
+        .await
+        .expect("state put");
+    let read = client
+        .state_get(room_id, &event_type, key)
+        .await
+        .expect("state get")
+        .expect("present");
+    let back: T = serde_json::from_value(read).expect("decodes");
+    assert_eq!(
+        back, value,
+        "{event_type} changed on its way through the homeserver"
+    );
+}
+
+#[test]
+fn every_schema_type_round_trips_through_room_state() {
+    use bureau::schema::*;
+    let server = homeserver();
+    runtime().block_on(async {
+        let (admin, _) = new_user(server, "schema", true).await;
+        let room_id = admin
+            .create_room(&bureau::matrix::RoomOptions::default())
+            .await
+            .expect("room");
+        let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        state_round_trip::<MachineKey>(&admin, &room_id, "box1",
+            json!({"algorithm": "age-x25519", "public_key": recipient})).await;
+        state_round_trip::<MachineInfo>(&admin, &room_id, "box1", json!({
+            "hostname": "box1", "kernel": "6.18", "cpu_model": "x", "cpu_count": 2,
+            "memory_bytes": 25_000_000_000_u64, "bureau_version": "0.1.0", "labels": {"zone": "lab"}
+        })).await;
+        state_round_trip::<MachineStatus>(&admin, &room_id, "box1", json!({
+            "reported_at": 1_718_000_000_000_u64, "cpu_percent": 37,
+            "memory_used_bytes": 8_000_000_000_u64, "memory_total_bytes": 64_000_000_000_u64,
+            "principals": [{"localpart": "acme/agent/pm", "state": "running", "pid": 4242}],
+            "bureau_version": "0.1.0"
+        })).await;
+        state_round_trip::<MachineConfig>(&admin, &room_id, "", json!({
+            "principals": [{
+                "principal": "acme/agent/pm", "template": "agent-base",
+                "payload": {"task": "triage"}, "restart_policy": "always",
+                "authorization": {"grants": [{"actions": ["observe"], "targets": ["acme/agent/**"]}]}
+            }],
+            "bureau_version": "0.2.0"
+        })).await;
+        state_round_trip::<Credentials>(&admin, &room_id, "acme/agent/pm", json!({
+            "version": 1, "recipients": [recipient], "key_names": ["OPENAI_API_KEY"],
+            "ciphertext": "-----BEGIN AGE ENCRYPTED FILE-----\nYWJj\n-----END AGE ENCRYPTED FILE-----\n",
+            "updated_at": 1_718_000_000_000_u64
+        })).await;
+        state_round_trip::<Template>(&admin, &room_id, "agent-base",
+            serde_json::to_value(Template::agent_base()).expect("builtin")).await;
+        state_round_trip::<Service>(&admin, &room_id, "stt", json!({
+            "principal": "@acme/service/stt:bureau.local",
+            "machine": "@acme/fleet/prod/machine/box1:bureau.local",
+            "capabilities": ["stt"], "endpoints": [{"name": "api", "protocol": "http"}]
+        })).await;
+        state_round_trip::<Layout>(&admin, &room_id, "", json!({"windows": [
+            {"name": "agents", "panes": [{"principal": "acme/agent/pm"},
+                {"principal": "acme/agent/dev", "split": "horizontal", "size": 50}]}
+        ]})).await;
+        state_round_trip::<WebrtcSignal>(&admin, &room_id, "a|b", json!({
+            "kind": "offer", "sdp": "v=0\r\n", "created_at": 1_718_000_000_000_u64
+        })).await;
+        state_round_trip::<TokenSigningKey>(&admin, &room_id, "", json!({
+            "algorithm": "ed25519", "public_key": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        })).await;
+    });
+}
+
+#[test]
+fn watch_prints_new_events_as_json_lines_and_history_pages() {
+    use std::io::{BufRead, BufReader};
+    let server = homeserver();
+    let name = runtime().block_on(async { new_user(server, "watch", true).await.1 });
+    let (_dir, session) = cli_login(server, &name);
+    let namespace = unique("w");
+    let output = bureau(&session, &["matrix", "setup", &namespace], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let room = format!("#{namespace}/system:{}", server.server_name());
+
+    let mut watcher = Command::new(BUREAU)
+        .args(["matrix", "watch", &room])
+        .env("BUREAU_SESSION_FILE", &session)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let mut lines = BufReader::new(watcher.stdout.take().expect("stdout")).lines();
+    // A message sent before the watcher's first sync completes belongs to the room as it was
+    // and is not printed, so keep sending (bounded) until one is printed. The sender stops the
+    // watcher when it gives up, which ends the read below with EOF instead of a hang.
+    let printed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher_pid = watcher.id();
+    let sender = {
+        let printed = printed.clone();
+        let session = session.clone();
+        let room = room.clone();
+        std::thread::spawn(move || {
+            for attempt in 0..60 {
+                if printed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let output = bureau(
+                    &session,
+                    &["matrix", "send", &room, &format!("watched {attempt}")],
+                    None,
+                );
+                assert!(output.status.success(), "{}", text(&output.stderr));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            let _ = Command::new("kill").arg(watcher_pid.to_string()).status();
+        })
+    };
+    let line = lines.next().and_then(Result::ok);
+    printed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    sender.join().expect("sender thread");
+    let line = line.expect("watch printed an event within 15 s");
+    let event: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(event["type"], "m.room.message");
+    assert!(
+        event["content"]["body"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("watched"),
+        "{event}"
+    );
+
+    runtime().block_on(async {
+        let (client, _) = Client::connect(&server.base_url(), &ConnectOptions::default())
+            .await
+            .expect("connect")
+            .login_password(&name, &Secret::from_string(format!("{name}-password")))
+            .await
+            .expect("login");
+        let room_id = client
+            .resolve_alias(&room)
+            .await
+            .expect("resolve")
+            .expect("room");
+        for index in 0..5 {
+            client
+                .send_text(&room_id, &format!("page {index}"), true)
+                .await
+                .expect("send");
+        }
+        let first = client
+            .messages(&room_id, None, true, 3)
+            .await
+            .expect("page 1");
+        assert_eq!(first.events.len(), 3);
+        assert_eq!(first.events[0]["content"]["body"], "page 4", "newest first");
+        let second = client
+            .messages(&room_id, first.end.as_deref(), true, 2)
+            .await
+            .expect("page 2");
+        let bodies: Vec<&str> = second
+            .events
+            .iter()
+            .filter_map(|event| event["content"]["body"].as_str())
+            .collect();
+        assert_eq!(bodies, ["page 1", "page 0"]);
+        client
+            .set_presence(true, Some("testing"))
+            .await
+            .expect("presence");
+    });
+}
