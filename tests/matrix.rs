@@ -796,3 +796,50 @@ fn watch_prints_new_events_as_json_lines_and_history_pages() {
             .expect("presence");
     });
 }
+
+#[test]
+fn standard_registration_with_a_registration_token() {
+    // A dedicated instance: this one opens /register behind a token.
+    let server = LocalHomeserver::start(HomeserverConfig {
+        registration_requires_token: true,
+        ..HomeserverConfig::default()
+    })
+    .expect("start");
+    runtime().block_on(async {
+        let (admin, _) = new_user(&server, "tokenadmin", true).await;
+        let created = admin
+            .send_json(
+                http::Method::POST,
+                "/_synapse/admin/v1/registration_tokens/new",
+                Some(&json!({"uses_allowed": 1})),
+            )
+            .await
+            .expect("create a registration token");
+        let token = Secret::from_string(created["token"].as_str().expect("token").to_owned());
+        let anonymous = Client::connect(&server.base_url(), &ConnectOptions::default())
+            .await
+            .expect("connect");
+        let password = Secret::from_string("pw-for-newcomer".to_owned());
+
+        let error = anonymous
+            .register("newcomer", &password, None)
+            .await
+            .expect_err("no token, no account");
+        assert!(error.to_string().contains("registration token"), "{error}");
+
+        let newcomer = anonymous
+            .register("newcomer", &password, Some(&token))
+            .await
+            .expect("register with the token");
+        assert_eq!(
+            newcomer.whoami().await.expect("whoami").as_str(),
+            format!("@newcomer:{}", server.server_name())
+        );
+        // The token allowed one use.
+        let error = anonymous
+            .register("second", &password, Some(&token))
+            .await
+            .expect_err("token used up");
+        assert!(error.errcode().is_some(), "{error}");
+    });
+}

@@ -36,6 +36,10 @@ pub struct HomeserverConfig {
     pub cache_dir: Option<PathBuf>,
     /// How long Synapse may take to answer `/_matrix/client/versions`. Default 120 s.
     pub start_timeout: Duration,
+    /// Open the standard `/register` flow, gated by a registration token (made by an admin with
+    /// `POST /_synapse/admin/v1/registration_tokens/new`). Default false: accounts are made with
+    /// the shared secret only.
+    pub registration_requires_token: bool,
 }
 
 impl Default for HomeserverConfig {
@@ -48,6 +52,7 @@ impl Default for HomeserverConfig {
             log_level: "WARNING".to_owned(),
             cache_dir: None,
             start_timeout: Duration::from_secs(120),
+            registration_requires_token: false,
         }
     }
 }
@@ -149,7 +154,13 @@ pub(crate) fn write_files(
     let homeserver = data_dir.join("homeserver.yaml");
     write_private(
         &homeserver,
-        &homeserver_yaml(&config.server_name, port, data_dir, &secrets),
+        &homeserver_yaml(
+            &config.server_name,
+            port,
+            data_dir,
+            &secrets,
+            config.registration_requires_token,
+        ),
     )?;
     Ok(Written {
         config: homeserver,
@@ -250,7 +261,13 @@ const RATE_LIMITERS: &[(&str, &[&str])] = &[
 
 const RELAXED: &str = "{per_second: 100000, burst_count: 100000}";
 
-fn homeserver_yaml(server_name: &str, port: u16, data_dir: &Path, secrets: &Secrets) -> String {
+fn homeserver_yaml(
+    server_name: &str,
+    port: u16,
+    data_dir: &Path,
+    secrets: &Secrets,
+    registration_requires_token: bool,
+) -> String {
     let mut limits = String::new();
     for (name, parts) in RATE_LIMITERS {
         if parts.is_empty() {
@@ -286,7 +303,7 @@ signing_key_path: {signing_key}
 registration_shared_secret: {registration}
 macaroon_secret_key: {macaroon}
 form_secret: {form}
-enable_registration: false
+{registration_mode}
 # No federation, no key servers, no phoning home.
 federation_domain_whitelist: []
 trusted_key_servers: []
@@ -310,6 +327,11 @@ user_directory:
         registration = quote(&secrets.registration),
         macaroon = quote(&secrets.macaroon),
         form = quote(&secrets.form),
+        registration_mode = if registration_requires_token {
+            "enable_registration: true\nregistration_requires_token: true"
+        } else {
+            "enable_registration: false"
+        },
     )
 }
 
@@ -353,7 +375,7 @@ mod tests {
 
     #[test]
     fn listens_on_loopback_with_the_client_resource_only() {
-        let yaml = homeserver_yaml("bureau.local", 6167, Path::new("/d"), &secrets());
+        let yaml = homeserver_yaml("bureau.local", 6167, Path::new("/d"), &secrets(), false);
         assert!(yaml.contains("  - port: 6167\n    bind_addresses: ['127.0.0.1']\n"));
         assert!(yaml.contains("names: [client]"));
         assert!(!yaml.contains("federation]"));
@@ -366,7 +388,7 @@ mod tests {
 
     #[test]
     fn relaxes_every_rate_limiter() {
-        let yaml = homeserver_yaml("bureau.local", 1, Path::new("/d"), &secrets());
+        let yaml = homeserver_yaml("bureau.local", 1, Path::new("/d"), &secrets(), false);
         for (name, parts) in RATE_LIMITERS {
             if parts.is_empty() {
                 assert!(yaml.contains(&format!("\n{name}: {RELAXED}\n")), "{name}");

@@ -115,47 +115,84 @@ impl Client {
             "password": password_text,
             "initial_device_display_name": "bureau",
         });
-        let (status, first, response) = self
+        // User-interactive auth: pick a flow made only of stages Bureau can complete, then
+        // answer its stages one by one until the server stops asking (401) and answers.
+        let mut reply = self
             .send_json_with_status(http::Method::POST, PATH, Some(&body))
             .await?;
-        if status < 400 {
-            return logged_in(self, &first, "registration");
-        }
-        if status != 401 || first["session"].is_null() {
-            return Err(self.status_error("POST", PATH, &response));
-        }
-        let stages: Vec<&str> = first["flows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|flow| flow["stages"].as_array())
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let auth = if stages.contains(&"m.login.registration_token") {
-            let token = registration_token
-                .and_then(Secret::expose_str)
-                .ok_or_else(|| {
-                    MatrixError::Invalid(format!(
-                        "{} requires a registration token: pass --registration-token-file",
+        for _ in 0..8 {
+            let (status, json, response) = &reply;
+            if *status < 400 {
+                return logged_in(self, json, "registration");
+            }
+            // A 401 carrying an errcode means the last stage was refused (a wrong or used-up
+            // token): report it rather than answering the same stage again.
+            if *status != 401 || json["session"].is_null() || json.get("errcode").is_some() {
+                return Err(self.status_error("POST", PATH, response));
+            }
+            let completed: Vec<&str> = json["completed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let completable = |stage: &str| {
+                stage == "m.login.dummy"
+                    || (stage == "m.login.registration_token" && registration_token.is_some())
+            };
+            let flows: Vec<Vec<&str>> = json["flows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|flow| {
+                    flow["stages"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect()
+                })
+                .collect();
+            let Some(flow) = flows
+                .iter()
+                .find(|stages| stages.iter().all(|stage| completable(stage)))
+            else {
+                let needs_token = flows
+                    .iter()
+                    .flatten()
+                    .any(|stage| *stage == "m.login.registration_token");
+                return Err(MatrixError::Invalid(if needs_token {
+                    format!(
+                        "{} requires a registration token: pass one (an admin makes it with \
+                         POST /_synapse/admin/v1/registration_tokens/new)",
                         self.base_url()
-                    ))
-                })?;
-            json!({"type": "m.login.registration_token", "token": token, "session": first["session"]})
-        } else if stages.contains(&"m.login.dummy") {
-            json!({"type": "m.login.dummy", "session": first["session"]})
-        } else {
-            return Err(MatrixError::Invalid(format!(
-                "{} offers no registration flow Bureau can complete (stages: {})",
-                self.base_url(),
-                stages.join(", ")
-            )));
-        };
-        body["auth"] = auth;
-        let response = self
-            .send_json(http::Method::POST, PATH, Some(&body))
-            .await?;
-        logged_in(self, &response, "registration")
+                    )
+                } else {
+                    format!(
+                        "{} offers no registration flow Bureau can complete (flows: {flows:?})",
+                        self.base_url()
+                    )
+                }));
+            };
+            let Some(stage) = flow.iter().find(|stage| !completed.contains(stage)) else {
+                return Err(self.status_error("POST", PATH, response));
+            };
+            body["auth"] = match *stage {
+                "m.login.registration_token" => json!({
+                    "type": "m.login.registration_token",
+                    "token": registration_token.and_then(Secret::expose_str).unwrap_or_default(),
+                    "session": json["session"],
+                }),
+                _ => json!({"type": "m.login.dummy", "session": json["session"]}),
+            };
+            reply = self
+                .send_json_with_status(http::Method::POST, PATH, Some(&body))
+                .await?;
+        }
+        Err(MatrixError::Invalid(format!(
+            "{}: registration did not finish after eight auth stages",
+            self.base_url()
+        )))
     }
 }
 
