@@ -843,3 +843,40 @@ fn standard_registration_with_a_registration_token() {
         assert!(error.errcode().is_some(), "{error}");
     });
 }
+
+#[test]
+fn kick_leave_and_logout() {
+    let server = homeserver();
+    runtime().block_on(async {
+        let (owner, _) = new_user(server, "owner", false).await;
+        let (guest, guest_name) = new_user(server, "guest", false).await;
+        let guest_id = format!("@{guest_name}:{}", server.server_name());
+        let room_id = owner
+            .create_room(&bureau::matrix::RoomOptions::default())
+            .await
+            .expect("room");
+        owner.invite(&room_id, &guest_id).await.expect("invite");
+        guest.join(room_id.as_str()).await.expect("join");
+        owner
+            .kick(&room_id, &guest_id, Some("testing"))
+            .await
+            .expect("kick");
+        let member = owner
+            .state_get(&room_id, "m.room.member", &guest_id)
+            .await
+            .expect("member state")
+            .expect("present");
+        assert_eq!(member["membership"], "leave");
+        assert_eq!(member["reason"], "testing");
+        let error = guest
+            .send_text(&room_id, "still here?", false)
+            .await
+            .expect_err("a kicked user cannot send");
+        assert_eq!(error.errcode(), Some("M_FORBIDDEN"), "{error}");
+
+        owner.leave(&room_id).await.expect("leave");
+        owner.logout().await.expect("logout");
+        let error = owner.whoami().await.expect_err("logged out");
+        assert!(matches!(error, MatrixError::UnknownToken { .. }), "{error}");
+    });
+}
