@@ -8,8 +8,11 @@
 //! command name (`bureau-sandbox`) and the same arguments either way.
 
 mod args;
+mod bridge;
 mod cli;
 mod planned;
+mod proxy;
+mod proxy_call;
 mod sandbox;
 
 use std::process::ExitCode;
@@ -64,7 +67,7 @@ pub const APPLETS: &[Applet] = &[
     Applet {
         short_name: "proxy",
         summary: "one per principal: injects that principal's credentials into upstream requests",
-        entry: Entry::Planned { issue: 4 },
+        entry: Entry::Built(proxy::run),
     },
     Applet {
         short_name: "sandbox",
@@ -74,7 +77,7 @@ pub const APPLETS: &[Applet] = &[
     Applet {
         short_name: "bridge",
         summary: "inside a sandbox: forwards TCP 127.0.0.1:8642 to the proxy socket",
-        entry: Entry::Planned { issue: 4 },
+        entry: Entry::Built(bridge::run),
     },
     Applet {
         short_name: "doctor",
@@ -84,7 +87,7 @@ pub const APPLETS: &[Applet] = &[
     Applet {
         short_name: "proxy-call",
         summary: "inside a sandbox: one proxied HTTP request, for scripts without curl",
-        entry: Entry::Planned { issue: 4 },
+        entry: Entry::Built(proxy_call::run),
     },
 ];
 
