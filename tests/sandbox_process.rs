@@ -434,3 +434,32 @@ fn spec_from_an_inherited_descriptor_as_cbor() {
         describe(&output)
     );
 }
+
+#[test]
+fn loopback_is_up_and_landlock_ports_open_it_for_the_bridge() {
+    let shared = SharedDir::new();
+    let printed = sandbox(&["--print-spec", "--", "true"]);
+    assert_success(&printed);
+    let mut spec: serde_json::Value = serde_json::from_slice(&printed.stdout).expect("spec json");
+    spec["command"] = serde_json::json!([
+        "/usr/bin/python3",
+        "-c",
+        "import socket\n\
+         server = socket.socket(); server.bind(('127.0.0.1', 8642)); server.listen()\n\
+         client = socket.create_connection(('127.0.0.1', 8642)); client.sendall(b'ping')\n\
+         connection, _ = server.accept(); print('loopback', connection.recv(4).decode())"
+    ]);
+    spec["landlock"]["tcp_bind"] = serde_json::json!([8642]);
+    spec["landlock"]["tcp_connect"] = serde_json::json!([8642]);
+    let spec_file = shared.file("spec.json", &spec.to_string());
+    let output = sandbox(&["--spec", spec_file.to_str().expect("utf-8")]);
+    assert_success(&output);
+    assert_line(&output, "loopback ping");
+
+    // Without the port rules, landlock still refuses loopback TCP.
+    let output = sandbox_py(
+        &[],
+        "import socket\ntry:\n    socket.socket().bind(('127.0.0.1', 8642)); print('bound')\nexcept OSError as e:\n    print('bind', e.errno)",
+    );
+    assert_line(&output, "bind 13");
+}

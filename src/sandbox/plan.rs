@@ -110,6 +110,9 @@ pub enum Op {
     SetHostname {
         hostname: String,
     },
+    /// Brings up `lo` in the sandbox's new network namespace (it starts down), so loopback
+    /// services inside the sandbox — `bureau-bridge` on 127.0.0.1:8642 — can be reached.
+    LoopbackUp,
     Landlock {
         rules: LandlockRules,
     },
@@ -140,6 +143,7 @@ impl Op {
             Op::PivotRoot { .. } => "pivot_root",
             Op::RemountRootReadOnly => "remount / read-only",
             Op::SetHostname { .. } => "set hostname",
+            Op::LoopbackUp => "bring up loopback",
             Op::Landlock { .. } => "landlock",
             Op::DropCapabilities => "drop capabilities",
             Op::NoNewPrivs => "no_new_privs",
@@ -264,6 +268,9 @@ pub fn plan(spec: &SandboxSpec, host: &HostFacts) -> Vec<Op> {
         ops.push(Op::SetHostname {
             hostname: spec.hostname.clone(),
         });
+    }
+    if spec.namespaces.net {
+        ops.push(Op::LoopbackUp);
     }
     if spec.landlock.enabled {
         ops.push(Op::Landlock {
@@ -440,6 +447,11 @@ mod tests {
         assert!(ids < private, "IDs are set before any mount");
         assert!(private < proc_mount && proc_mount < pivot);
         assert!(pivot < landlock && landlock < capabilities);
+        let loopback = position(&ops, |op| matches!(op, Op::LoopbackUp));
+        assert!(
+            loopback < capabilities,
+            "lo is raised while CAP_NET_ADMIN is held"
+        );
         assert_eq!(ops[pivot + 1], Op::RemountRootReadOnly);
         // Every mount happens before the pivot.
         let last_mount = ops
