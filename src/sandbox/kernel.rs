@@ -270,7 +270,7 @@ fn loopback_up() -> Result<(), OpFailure> {
     }
     request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads one valid, initialised ifreq through the pointer.
-    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) };
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS as _, &request) };
     if result < 0 {
         return Err(std::io::Error::last_os_error().into());
     }
