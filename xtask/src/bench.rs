@@ -8,6 +8,10 @@
 //!   full isolation with the shipped static binary, against `bwrap --unshare-all` with equivalent
 //!   binds, `unshare -Urmpfniu --mount-proc`, and a bare fork+exec; then 100 sandboxes started at
 //!   once (wall time until all exited). Target: ours ≤ 0.25× bwrap.
+//! - `proxy [--seconds N]`: requests through `dist/bureau proxy` (credential injection, Unix
+//!   socket) against nginx (`worker_processes 1`) and a direct connection to the same upstream,
+//!   64 keep-alive connections (see `bench_proxy.rs`). Targets: ours/nginx ≥ 1.0× req/s, p50
+//!   ours − direct ≤ 50 µs; idle RSS ≤ 4 MiB; and the summed PSS of 1,000 idle proxies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,10 +23,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("sandbox") => sandbox(&args[1..]),
         Some("matrix") => crate::bench_matrix::run(&args[1..]),
+        Some("proxy") => crate::bench_proxy::run(&args[1..]),
         Some(other) => Err(format!(
-            "unknown benchmark {other:?}; available: sandbox, matrix"
+            "unknown benchmark {other:?}; available: sandbox, matrix, proxy"
         )),
-        None => Err("name a benchmark: cargo xtask bench sandbox|matrix".to_owned()),
+        None => Err("name a benchmark: cargo xtask bench sandbox|matrix|proxy".to_owned()),
     }
 }
 

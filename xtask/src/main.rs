@@ -6,10 +6,12 @@
 //! - `homeserver`: a local Synapse for development, kept running between commands.
 //!
 //! xtask depends on the `bureau` library (for `bureau::homeserver`, the same harness the
-//! integration tests use) and `serde_json`, nothing else; its first build compiles the library.
+//! integration tests use), `serde_json`, and tokio/hyper for the proxy benchmark's load
+//! generator and upstream; its first build compiles the library.
 
 mod bench;
 mod bench_matrix;
+mod bench_proxy;
 mod dist;
 mod homeserver;
 mod process;
@@ -27,6 +29,8 @@ Commands:
            sandbox start-up against bwrap, unshare and bare fork+exec (ratios)
   bench matrix
            send → sync delivery through our client against a Python stdlib client
+  bench proxy [--seconds N]
+           proxy throughput/latency against nginx and a direct connection; idle memory
   homeserver up|down|status [--port N] [--json]
            a local Synapse on 127.0.0.1 for development (kept running; admin/admin-password)
 ";
