@@ -105,8 +105,12 @@ impl ProxyState {
         }
     }
 
+    /// The service `name` (one `Arc` clone under a read lock: this is on every request).
     pub fn service(&self, name: &str) -> Option<Arc<Service>> {
-        read(&self.services).get(name).cloned()
+        match self.services.read() {
+            Ok(services) => services.get(name).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(name).cloned(),
+        }
     }
 
     pub fn services(&self) -> BTreeMap<String, Arc<Service>> {
