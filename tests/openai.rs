@@ -7,7 +7,7 @@
 //! The SDK lives in a venv beside the homeserver's (`<cache>/openai-venv`), installed once under
 //! a file lock; the first run needs PyPI, later runs reuse it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -163,60 +163,18 @@ fn start_upstream(expected_key: &str, stderr: &Path) -> Upstream {
     }
 }
 
-/// A running `bureau proxy` with its agent socket and its log (stderr, in a file).
-struct Proxy {
-    socket: PathBuf,
-    log: PathBuf,
-    _process: Running,
-}
+mod proxy_support;
+use proxy_support::RunningProxy;
 
-fn start_proxy(dir: &Path, services: &Value, payload: &Value) -> Proxy {
-    let socket = dir.join("agent.proxy.sock");
-    let admin = dir.join("agent.admin.sock");
-    let services_file = dir.join("services.json");
-    let log = dir.join("proxy.log");
-    std::fs::write(&services_file, services.to_string()).expect("services file");
-    let mut child = Command::new(BUREAU)
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--admin-socket")
-        .arg(&admin)
-        .arg("--services")
-        .arg(&services_file)
-        .args(["--stdin-format", "json", "--log-level", "debug"])
-        .env_remove("RUST_LOG")
-        .env_remove("JOURNAL_STREAM")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("proxy log file"))
-        .spawn()
-        .expect("start bureau proxy");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin
-        .write_all(payload.to_string().as_bytes())
-        .expect("write the payload");
-    drop(stdin);
-    let mut process = Running {
-        child,
-        name: "bureau proxy",
-    };
-    let deadline = Instant::now() + STEP_DEADLINE;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if let Some(status) = process.exited() {
-            panic!(
-                "bureau proxy exited early ({status}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "bureau proxy never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Proxy {
-        socket,
-        log,
-        _process: process,
-    }
+/// The proxy under test, logging every request (its log is checked for the canary).
+fn start_proxy(dir: &Path, services: &Value, payload: &Value) -> RunningProxy {
+    RunningProxy::start(
+        Some(dir),
+        "agent",
+        services,
+        payload,
+        &["--log-level", "debug"],
+    )
 }
 
 /// A running `bureau bridge` on a port of its choosing, with every stderr line it printed.

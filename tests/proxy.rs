@@ -2,9 +2,7 @@
 //! started by the tests.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +16,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
 const CANARY: &str = "canary-7f3a9c1e-secret-value";
 
 /// Where the SSE route waits before finishing the stream.
@@ -155,67 +152,11 @@ mod futures_core_like {
     pub use futures_core::Stream;
 }
 
-/// A running proxy.
-struct Proxy {
-    child: Child,
-    socket: PathBuf,
-    admin: PathBuf,
-    /// The proxy's stderr (its log), in a file: a pipe nobody reads would fill and stall it.
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
+mod proxy_support;
+use proxy_support::RunningProxy;
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_proxy(services: Value, payload: Value, extra: &[&str]) -> Proxy {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("pm.proxy.sock");
-    let admin = dir.path().join("pm.admin.sock");
-    let services_file = dir.path().join("services.json");
-    let log = dir.path().join("proxy.log");
-    std::fs::write(&services_file, services.to_string()).expect("services");
-    let mut child = Command::new(BUREAU)
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--admin-socket")
-        .arg(&admin)
-        .arg("--services")
-        .arg(&services_file)
-        .args(["--stdin-format", "json"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start bureau-proxy");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(payload.to_string().as_bytes())
-        .expect("payload");
-    drop(stdin);
-    // Wait for the socket to accept (the proxy binds right after reading its payload).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&admin).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("bureau-proxy exited early: {status}");
-        }
-        assert!(std::time::Instant::now() < deadline, "proxy never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Proxy {
-        child,
-        socket,
-        admin,
-        log,
-        _dir: dir,
-    }
+fn start_proxy(services: Value, payload: Value, extra: &[&str]) -> RunningProxy {
+    RunningProxy::start(None, "pm", &services, &payload, extra)
 }
 
 fn payload() -> Value {

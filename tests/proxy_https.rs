@@ -1,13 +1,10 @@
 //! An https upstream signed by a private CA: trusted only through `bureau-proxy --ca-file`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-
-const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
 
 struct Killed(Child);
 
@@ -97,78 +94,17 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
 
-fn get(socket: &Path, path: &str) -> (u16, Value) {
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
-    )
-}
+mod proxy_support;
+use proxy_support::{RunningProxy, raw_call};
 
-fn start_proxy(
-    dir: &Path,
-    name: &str,
-    services: &Value,
-    ca_file: Option<&Path>,
-) -> (Killed, std::path::PathBuf) {
-    let socket = dir.join(format!("{name}.proxy.sock"));
-    let admin = dir.join(format!("{name}.admin.sock"));
-    let services_file = dir.join(format!("{name}.services.json"));
-    std::fs::write(&services_file, services.to_string()).expect("services");
-    let mut command = Command::new(BUREAU);
-    command
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--admin-socket")
-        .arg(&admin)
-        .arg("--services")
-        .arg(&services_file)
-        .args(["--stdin-format", "json"]);
-    if let Some(ca_file) = ca_file {
-        command.arg("--ca-file").arg(ca_file);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("proxy");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            json!({"credentials": {"KEY": "tls-secret"}})
-                .to_string()
-                .as_bytes(),
-        )
-        .expect("payload");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&admin).is_err() {
-        assert!(std::time::Instant::now() < deadline, "proxy never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (Killed(child), socket)
+fn start_proxy(dir: &Path, name: &str, services: &Value, ca_file: Option<&Path>) -> RunningProxy {
+    let payload = json!({"credentials": {"KEY": "tls-secret"}});
+    let ca_file = ca_file.map(|path| path.to_str().expect("utf-8 path").to_owned());
+    let extra: Vec<&str> = match &ca_file {
+        Some(path) => vec!["--ca-file", path],
+        None => Vec::new(),
+    };
+    RunningProxy::start(Some(dir), name, services, &payload, &extra)
 }
 
 #[test]
@@ -190,19 +126,19 @@ fn https_upstream_with_a_private_ca_is_trusted_only_through_ca_file() {
     let services = json!({"tls": {"upstream_url": format!("https://localhost:{}", port.trim()),
                                   "inject_headers": {"X-Key": "KEY"}}});
 
-    let (_trusting, socket) = start_proxy(
+    let trusting = start_proxy(
         dir.path(),
         "trusting",
         &services,
         Some(&dir.path().join("ca.pem")),
     );
-    let (status, body) = get(&socket, "/http/tls/hello?x=1");
+    let (status, body) = raw_call(&trusting.socket, "GET", "/http/tls/hello?x=1", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["key"], "tls-secret");
     assert_eq!(body["path"], "/hello?x=1");
 
-    let (_plain, socket) = start_proxy(dir.path(), "plain", &services, None);
-    let (status, body) = get(&socket, "/http/tls/hello");
+    let plain = start_proxy(dir.path(), "plain", &services, None);
+    let (status, body) = raw_call(&plain.socket, "GET", "/http/tls/hello", None);
     assert_eq!(status, 502, "an unknown CA must not be trusted: {body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("service tls is unreachable"), "{error}");

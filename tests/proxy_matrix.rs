@@ -1,59 +1,13 @@
 //! The proxy's `/v1/matrix/*` routes against a real Synapse: the agent acts in Matrix with its
 //! principal's token without ever holding it.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use bureau::homeserver::{HomeserverConfig, LocalHomeserver};
 use bureau::matrix::{Client, ConnectOptions};
 use bureau::secret::Secret;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
-
-struct Proxy {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A raw HTTP/1.1 request over the proxy's Unix socket (`Connection: close`).
-fn call(socket: &Path, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    use std::io::Read;
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status");
-    let json = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
-        .and_then(|body| serde_json::from_str(body.trim()).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
+mod proxy_support;
+use proxy_support::{RunningProxy, raw_call as call};
 
 #[test]
 fn the_agent_uses_matrix_through_its_proxy_with_grants() {
@@ -83,39 +37,14 @@ fn the_agent_uses_matrix_through_its_proxy_with_grants() {
         (token, agent.user_id().expect("user").to_string())
     });
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("agent.proxy.sock");
-    let admin = dir.path().join("agent.admin.sock");
     let payload = json!({
         "identity": {"homeserver_url": server.base_url(), "user_id": user_id, "access_token": token},
         "credentials": {},
         "grants": [{"actions": ["matrix/create-room", "matrix/send", "matrix/read",
                                 "matrix/read-state", "matrix/write-state", "matrix/sync"]}]
     });
-    let mut child = Command::new(BUREAU)
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--admin-socket")
-        .arg(&admin)
-        .args(["--stdin-format", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("proxy");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(payload.to_string().as_bytes())
-        .expect("payload");
-    let proxy = Proxy { child, _dir: dir };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&admin).is_err() {
-        assert!(std::time::Instant::now() < deadline, "proxy never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let proxy = RunningProxy::start(None, "agent", &json!({}), &payload, &[]);
+    let socket = proxy.socket.clone();
 
     let (status, whoami) = call(&socket, "GET", "/v1/matrix/whoami", None);
     assert_eq!(
