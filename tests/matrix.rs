@@ -516,38 +516,11 @@ fn sync_resumes_across_a_homeserver_restart_with_every_event_exactly_once() {
     );
 }
 
-/// A venv with matrix-nio, beside the homeserver's (installed once, under a lock).
+mod python_support;
+
+/// matrix-nio, pinned, from PyPI (see `python_support`).
 fn nio_python() -> PathBuf {
-    let cache = bureau::homeserver::cache_dir();
-    let venv = cache.join("nio-venv");
-    let python = venv.join("bin/python");
-    let lock_path = cache.join(".nio-install.lock");
-    std::fs::create_dir_all(&cache).expect("cache dir");
-    let lock = std::fs::File::create(&lock_path).expect("lock file");
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock");
-    let ready = Command::new(&python)
-        .args(["-c", "import nio"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !ready {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(status.success(), "creating the matrix-nio venv failed");
-        let status = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "matrix-nio==0.25.2",
-            ])
-            .status()
-            .expect("pip install matrix-nio");
-        assert!(status.success(), "installing matrix-nio from PyPI failed");
-    }
-    python
+    python_support::python_with("matrix-nio", "0.25.2", "nio")
 }
 
 #[test]

@@ -37,35 +37,11 @@ fn interop(script: &str) -> PathBuf {
         .join(script)
 }
 
-/// A Python with the pinned `openai` SDK: `<cache>/openai-venv`, created and filled from PyPI on
-/// first use, under a file lock so concurrent test runs install it once.
+mod python_support;
+
+/// A Python with the pinned `openai` SDK (see `python_support`).
 fn openai_python() -> PathBuf {
-    let cache = bureau::homeserver::cache_dir();
-    let venv = cache.join("openai-venv");
-    let python = venv.join("bin/python");
-    std::fs::create_dir_all(&cache).expect("cache dir");
-    let lock = std::fs::File::create(cache.join(".openai-install.lock")).expect("lock file");
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock");
-    let check = format!("import openai; assert openai.__version__ == {OPENAI_SDK_VERSION:?}");
-    let ready = Command::new(&python)
-        .args(["-c", &check])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !ready {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(status.success(), "creating the openai venv failed");
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("openai=={OPENAI_SDK_VERSION}"))
-            .status()
-            .expect("pip install openai");
-        assert!(status.success(), "installing openai from PyPI failed");
-    }
-    python
+    python_support::python_with("openai", OPENAI_SDK_VERSION, "openai")
 }
 
 /// A child process killed (and reaped) when the test ends, however it ends.
