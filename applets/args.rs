@@ -29,3 +29,16 @@ pub fn help_text<T: FromArgs>(command_name: &str) -> String {
         Err(early_exit) => early_exit.output,
     }
 }
+
+/// Installs logging from `--log-level` (else `RUST_LOG`, else `default`). A bad level is a
+/// usage error: the message goes to stderr and the status (2) is returned as the error.
+pub fn init_logging(
+    command_name: &str,
+    level: Option<&str>,
+    default: &str,
+) -> Result<(), ExitCode> {
+    bureau::logging::init(level, default).map_err(|error| {
+        eprintln!("{command_name}: {error}");
+        ExitCode::from(2)
+    })
+}

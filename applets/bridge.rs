@@ -46,9 +46,8 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Err(status) => return status,
     };
     let name = &invocation.command_name;
-    if let Err(error) = bureau::logging::init(parsed.log_level.as_deref(), "info") {
-        eprintln!("{name}: {error}");
-        return ExitCode::from(2);
+    if let Err(status) = args::init_logging(name, parsed.log_level.as_deref(), "info") {
+        return status;
     }
     let proxy_socket = proxy_socket_path(parsed.proxy);
     let runtime = match tokio::runtime::Builder::new_current_thread()

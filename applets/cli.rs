@@ -65,9 +65,8 @@ pub fn run(arguments: &[String]) -> ExitCode {
         println!("{}", version_line());
         return ExitCode::SUCCESS;
     }
-    if let Err(error) = bureau::logging::init(cli.log_level.as_deref(), "warn") {
-        eprintln!("bureau: {error}");
-        return ExitCode::from(2);
+    if let Err(status) = args::init_logging("bureau", cli.log_level.as_deref(), "warn") {
+        return status;
     }
     match cli.command {
         Some(Command::Install(command)) => install::run(command),

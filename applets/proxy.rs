@@ -73,8 +73,11 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
-    if let Err(error) = bureau::logging::init(parsed.log_level.as_deref(), "info") {
-        return fail(&error.to_string());
+    // A bad --log-level is a usage error (exit 2), like every applet's.
+    if let Err(status) =
+        args::init_logging(&invocation.command_name, parsed.log_level.as_deref(), "info")
+    {
+        return status;
     }
     if let Err(errno) = bureau::secret::make_process_undumpable() {
         return fail(&format!("cannot make the process undumpable: {errno}"));

@@ -56,9 +56,8 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Err(status) => return status,
     };
     let name = &invocation.command_name;
-    if let Err(error) = bureau::logging::init(parsed.log_level.as_deref(), "warn") {
-        eprintln!("{name}: {error}");
-        return ExitCode::from(2);
+    if let Err(status) = args::init_logging(name, parsed.log_level.as_deref(), "warn") {
+        return status;
     }
     let request = match build_request(&parsed) {
         Ok(request) => request,

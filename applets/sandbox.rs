@@ -145,9 +145,10 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
-    if let Err(error) = bureau::logging::init(parsed.log_level.as_deref(), "warn") {
-        eprintln!("{}: {error}", invocation.command_name);
-        return ExitCode::from(2);
+    if let Err(status) =
+        args::init_logging(&invocation.command_name, parsed.log_level.as_deref(), "warn")
+    {
+        return status;
     }
     match parsed.command {
         SandboxCommand::Run(run_args) => run_sandbox(&invocation.command_name, *run_args),
