@@ -600,11 +600,16 @@ fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
 
         // Rotation under load: 4 workers keep calling; no request fails; afterwards the new
         // value is what the upstream sees.
+        // Rotation happens after the workers completed 40 requests, and they stop 40 requests
+        // after it: waits on the count of finished requests, not on time.
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (finished, mut finished_count) = tokio::sync::watch::channel(0usize);
+        let finished = Arc::new(finished);
         let mut workers = Vec::new();
         for _ in 0..4 {
             let socket = proxy.socket.clone();
             let stop = stop.clone();
+            let finished = finished.clone();
             workers.push(tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -617,11 +622,15 @@ fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
                             .unwrap_or("")
                             .to_owned(),
                     );
+                    finished.send_modify(|count| *count += 1);
                 }
                 seen
             }));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        finished_count
+            .wait_for(|count| *count >= 40)
+            .await
+            .expect("workers running");
         let (status, _, body) = call(
             &proxy.admin,
             "PUT",
@@ -635,7 +644,11 @@ fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
             !String::from_utf8_lossy(&body).contains("rotated-value"),
             "values are never echoed"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rotated_at = *finished_count.borrow();
+        finished_count
+            .wait_for(|count| *count >= rotated_at + 40)
+            .await
+            .expect("workers running");
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut all = Vec::new();
         for worker in workers {
