@@ -74,9 +74,11 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Err(status) => return status,
     };
     // A bad --log-level is a usage error (exit 2), like every applet's.
-    if let Err(status) =
-        args::init_logging(&invocation.command_name, parsed.log_level.as_deref(), "info")
-    {
+    if let Err(status) = args::init_logging(
+        &invocation.command_name,
+        parsed.log_level.as_deref(),
+        "info",
+    ) {
         return status;
     }
     if let Err(errno) = bureau::secret::make_process_undumpable() {

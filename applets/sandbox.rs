@@ -145,9 +145,11 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Ok(parsed) => parsed,
         Err(status) => return status,
     };
-    if let Err(status) =
-        args::init_logging(&invocation.command_name, parsed.log_level.as_deref(), "warn")
-    {
+    if let Err(status) = args::init_logging(
+        &invocation.command_name,
+        parsed.log_level.as_deref(),
+        "warn",
+    ) {
         return status;
     }
     match parsed.command {
