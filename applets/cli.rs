@@ -4,10 +4,15 @@
 //! module holds the CLI's own subcommands. Each subcommand parses, calls the library, and prints
 //! (human text, or JSON with `--json`); the work itself lives in the library.
 
+mod agent;
+mod credential;
 mod install;
+mod list;
+mod machine;
 mod matrix;
 mod naming;
 mod session;
+mod template;
 
 use std::process::ExitCode;
 
@@ -39,10 +44,15 @@ struct Cli {
 #[derive(FromArgs)]
 #[argh(subcommand)]
 enum Command {
+    Agent(agent::AgentArgs),
+    Credential(credential::CredentialArgs),
     Install(install::InstallArgs),
+    List(list::ListArgs),
     Login(session::LoginArgs),
+    Machine(machine::MachineArgs),
     Matrix(matrix::MatrixArgs),
     Naming(naming::NamingArgs),
+    Template(template::TemplateArgs),
     Whoami(session::WhoamiArgs),
 }
 
@@ -69,10 +79,15 @@ pub fn run(arguments: &[String]) -> ExitCode {
         return status;
     }
     match cli.command {
+        Some(Command::Agent(command)) => agent::run(command),
+        Some(Command::Credential(command)) => credential::run(command),
         Some(Command::Install(command)) => install::run(command),
+        Some(Command::List(command)) => list::run(command),
         Some(Command::Login(command)) => session::run_login(command),
+        Some(Command::Machine(command)) => machine::run(command),
         Some(Command::Matrix(command)) => matrix::run(command),
         Some(Command::Naming(command)) => naming::run(command),
+        Some(Command::Template(command)) => template::run(command),
         Some(Command::Whoami(command)) => session::run_whoami(command),
         None => {
             eprintln!("bureau: no command given.\n");

@@ -10,6 +10,8 @@
 mod args;
 mod bridge;
 mod cli;
+mod daemon;
+mod launcher;
 mod planned;
 mod proxy;
 mod proxy_call;
@@ -57,12 +59,12 @@ pub const APPLETS: &[Applet] = &[
     Applet {
         short_name: "launcher",
         summary: "privileged, no network: machine keys, credential decryption, sandboxes",
-        entry: Entry::Planned { issue: 6 },
+        entry: Entry::Built(launcher::run),
     },
     Applet {
         short_name: "daemon",
         summary: "unprivileged: Matrix sync, reconciliation, observation, transport",
-        entry: Entry::Planned { issue: 6 },
+        entry: Entry::Built(daemon::run),
     },
     Applet {
         short_name: "proxy",

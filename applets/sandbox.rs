@@ -93,6 +93,11 @@ struct RunArgs {
     #[argh(switch)]
     print_spec: bool,
 
+    /// when the sandbox ends, write its exit status to this file (atomically): how a launcher
+    /// that restarted, and so is no longer this process's parent, learns the status
+    #[argh(option)]
+    status_file: Option<PathBuf>,
+
     /// the command and its arguments (after --)
     #[argh(positional, greedy)]
     command: Vec<String>,
@@ -246,7 +251,8 @@ fn build_spec(run_args: RunArgs) -> Result<(SandboxSpec, bool), String> {
     Ok((spec, run_args.print_spec))
 }
 
-fn run_sandbox(command_name: &str, run_args: RunArgs) -> ExitCode {
+fn run_sandbox(command_name: &str, mut run_args: RunArgs) -> ExitCode {
+    let status_file = run_args.status_file.take();
     let (spec, print_only) = match build_spec(run_args) {
         Ok(built) => built,
         Err(message) => {
@@ -266,13 +272,29 @@ fn run_sandbox(command_name: &str, run_args: RunArgs) -> ExitCode {
             }
         };
     }
-    match bureau::sandbox::run(&spec) {
-        Ok(status) => ExitCode::from(status),
+    let status = match bureau::sandbox::run(&spec) {
+        Ok(status) => status,
         Err(error) => {
             eprintln!("{command_name}: {error}");
-            ExitCode::from(error.exit_code())
+            error.exit_code()
         }
+    };
+    if let Some(path) = status_file
+        && let Err(error) = write_status_file(&path, status)
+    {
+        eprintln!(
+            "{command_name}: writing --status-file {}: {error}",
+            path.display()
+        );
     }
+    ExitCode::from(status)
+}
+
+/// Writes `status` and a newline to `path` through a temporary file and a rename.
+fn write_status_file(path: &std::path::Path, status: u8) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, format!("{status}\n"))?;
+    std::fs::rename(&temporary, path)
 }
 
 fn run_probe(probe_args: ProbeArgs) -> ExitCode {

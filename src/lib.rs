@@ -5,13 +5,19 @@
 //! `ARCHITECTURE.md` at the repository root is the code map.
 
 pub mod bridge;
+pub mod daemon;
+pub mod demo;
 pub mod homeserver;
 pub mod install;
+pub mod launcher;
 pub mod logging;
+pub mod machine;
 pub mod matrix;
 pub mod naming;
+pub mod operator;
 pub mod proxy;
 pub mod proxy_call;
 pub mod sandbox;
 pub mod schema;
+pub mod sealed;
 pub mod secret;

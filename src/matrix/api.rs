@@ -9,7 +9,7 @@ use ruma::api::client::{
     membership::join_room_by_id_or_alias, membership::kick_user, membership::leave_room,
     message::get_message_events, message::send_message_event, presence::set_presence,
     room::create_room, session::login, session::logout, state::get_state_event_for_key,
-    state::send_state_event, sync::sync_events,
+    state::get_state_events, state::send_state_event, sync::sync_events,
 };
 use ruma::events::{AnyMessageLikeEventContent, AnyStateEventContent, StateEventType};
 use ruma::presence::PresenceState;
@@ -192,6 +192,19 @@ impl Client {
             Err(error) if error.errcode() == Some("M_NOT_FOUND") => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// Every current state event of a room (whole events, with `type`, `state_key` and
+    /// `content`).
+    pub async fn room_state(&self, room_id: &OwnedRoomId) -> Result<Vec<Value>, MatrixError> {
+        let response = self
+            .send(get_state_events::v3::Request::new(room_id.clone()))
+            .await?;
+        Ok(response
+            .room_state
+            .iter()
+            .filter_map(|event| serde_json::from_str(event.json().get()).ok())
+            .collect())
     }
 
     /// Sets a state event; returns its event ID.

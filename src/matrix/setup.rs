@@ -41,7 +41,11 @@ pub struct RoomReport {
 /// The event types a room lets ordinary members (power 0) send as state.
 fn member_state_events(role: RoomRole) -> &'static [&'static str] {
     match role {
-        RoomRole::Space | RoomRole::System | RoomRole::Template | RoomRole::Fleet => &[],
+        RoomRole::Space
+        | RoomRole::System
+        | RoomRole::Template
+        | RoomRole::Fleet
+        | RoomRole::Config => &[],
         RoomRole::Machine => &[
             "m.bureau.machine_key",
             "m.bureau.machine_info",
@@ -63,14 +67,18 @@ const ADMIN_STATE_EVENTS: [&str; 6] = [
     "m.room.power_levels",
 ];
 
+/// What a Bureau room is for; decides which state events members (power 0) may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RoomRole {
+pub(crate) enum RoomRole {
     Space,
     System,
     Template,
     Fleet,
     Machine,
     Service,
+    /// A machine's config room (`bureau machine provision`): admin-only state; the machine
+    /// posts outcome messages.
+    Config,
 }
 
 /// The power-level fields Bureau sets (never `users`: in room version 12 the creator's power is
@@ -139,7 +147,9 @@ fn server_name(client: &Client) -> Result<String, MatrixError> {
         .ok_or_else(|| MatrixError::Invalid("matrix setup needs a logged-in client".to_owned()))
 }
 
-async fn ensure_room(
+/// Finds the room `#alias_localpart:<server>` (joining it) or creates it with Bureau's power
+/// levels for `role`, repairs its power levels, and adds it to `space`. Idempotent.
+pub(crate) async fn ensure_room(
     client: &Client,
     alias_localpart: &str,
     name: &str,

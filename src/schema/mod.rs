@@ -20,7 +20,7 @@
 //! | [`MACHINE_KEY`] | [`MachineKey`] | fleet machine room | machine localpart |
 //! | [`MACHINE_INFO`] | [`MachineInfo`] | fleet machine room | machine localpart |
 //! | [`MACHINE_STATUS`] | [`MachineStatus`] | fleet machine room | machine localpart |
-//! | [`MACHINE_CONFIG`] | [`MachineConfig`] | machine config room | machine localpart |
+//! | [`MACHINE_CONFIG`] | [`MachineConfig`] | machine config room | `""` (the room is the machine's own) |
 //! | [`CREDENTIALS`] | [`Credentials`] | machine config room | principal localpart |
 //! | [`TEMPLATE`] | [`Template`] | template room | template name |
 //! | [`SERVICE`] | [`Service`] | fleet service room | service principal localpart |
@@ -105,8 +105,8 @@ pub const MACHINE_STATUS: &str = "m.bureau.machine_status";
 
 /// The machine's desired state: which principals to run, how, and with what authorization.
 ///
-/// Room: the machine's config room; state key: the machine's localpart. Content:
-/// [`MachineConfig`].
+/// Room: the machine's config room; state key: `""` (the room belongs to that one machine).
+/// Content: [`MachineConfig`].
 pub const MACHINE_CONFIG: &str = "m.bureau.machine_config";
 
 /// A principal's age-encrypted credential bundle.

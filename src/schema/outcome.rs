@@ -67,10 +67,23 @@ pub enum Outcome {
     /// Example: `{"kind": "principal_start_failed", "principal": "acme/agent/pm", "reason":
     /// "template \"claude\" does not exist; …"}`.
     PrincipalStartFailed {
-        /// The principal.
-        principal: Localpart,
+        /// The principal as written in the assignment (text: a malformed name is reported too).
+        principal: String,
         /// Why, as the error message.
         reason: String,
+    },
+    /// A principal was stopped on purpose: removed from the machine's config, or restarted
+    /// because its assignment or template changed.
+    ///
+    /// Example: `{"kind": "principal_stopped", "principal": "acme/agent/pm", "reason": "removed
+    /// from machine_config", "exit_code": 143}`.
+    PrincipalStopped {
+        /// The principal.
+        principal: Localpart,
+        /// Why it was stopped.
+        reason: String,
+        /// Its exit status.
+        exit_code: i32,
     },
     /// A principal's credentials were replaced in its running proxy.
     ///
@@ -183,6 +196,11 @@ impl Outcome {
             Self::PrincipalStartFailed { principal, reason } => {
                 format!("{principal} failed to start: {reason}")
             }
+            Self::PrincipalStopped {
+                principal,
+                reason,
+                exit_code,
+            } => format!("{principal} stopped ({reason}; exit code {exit_code})"),
             Self::CredentialsRotated {
                 principal,
                 key_names,
@@ -199,7 +217,7 @@ impl Outcome {
         }
     }
 
-    /// The principal the outcome is about, if any.
+    /// The principal the outcome is about, if it is a valid name.
     ///
     /// Example: `principal_started {acme/agent/pm, …}` → `Some(acme/agent/pm)`;
     /// `daemon_self_update` → `None`.
@@ -214,9 +232,10 @@ impl Outcome {
         match self {
             Self::PrincipalStarted { principal, .. }
             | Self::SandboxExited { principal, .. }
-            | Self::PrincipalStartFailed { principal, .. }
+            | Self::PrincipalStopped { principal, .. }
             | Self::CredentialsRotated { principal, .. } => Some(principal),
-            Self::DaemonSelfUpdate { .. } => None,
+            // Its principal is text (it may be the malformed name the failure is about).
+            Self::PrincipalStartFailed { .. } | Self::DaemonSelfUpdate { .. } => None,
         }
     }
 }
@@ -334,10 +353,18 @@ mod tests {
             ),
             (
                 Outcome::PrincipalStartFailed {
-                    principal: pm(),
+                    principal: "acme/agent/pm".to_owned(),
                     reason: "template \"claude\" does not exist".to_owned(),
                 },
                 "acme/agent/pm failed to start: template \"claude\" does not exist",
+            ),
+            (
+                Outcome::PrincipalStopped {
+                    principal: pm(),
+                    reason: "removed from machine_config".to_owned(),
+                    exit_code: 143,
+                },
+                "acme/agent/pm stopped (removed from machine_config; exit code 143)",
             ),
             (
                 Outcome::CredentialsRotated {

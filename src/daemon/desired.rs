@@ -1,0 +1,350 @@
+//! What should run: the machine's config room state (assignments, credential bundles) and the
+//! templates they name, turned into one launcher request per principal — or, per principal,
+//! the reason it cannot start.
+//!
+//! Invariant: a malformed assignment, unknown template, template cycle or unreadable bundle
+//! affects only its own principal; the others are still computed. Pure: the Matrix reads happen
+//! before, so this is tested against plain JSON.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sha1::{Digest, Sha1};
+
+use crate::launcher::ipc::CreateSandbox;
+use crate::launcher::server::services_of;
+use crate::machine::MachineIdentity;
+use crate::naming::Localpart;
+use crate::proxy::payload::Grant;
+use crate::schema::{
+    Credentials, PrincipalAssignment, RestartPolicy, Template, TemplateRef, TemplateRoom, resolve,
+};
+
+/// One principal the config asks for, ready to hand to the launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The launcher request (with [`CreateSandbox::config_hash`] filled in).
+    pub create: CreateSandbox,
+    /// What to do when it exits.
+    pub restart_policy: RestartPolicy,
+}
+
+/// A principal the config asks for: ready, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesiredEntry {
+    /// Can be started.
+    Ready(Box<Desired>),
+    /// Cannot: `principal` as written (it may be the malformed part), and the reason.
+    Invalid {
+        /// The principal's name as written in the assignment.
+        principal: String,
+        /// Why it cannot start, naming the problem.
+        reason: String,
+    },
+}
+
+impl DesiredEntry {
+    /// The principal's name as written.
+    pub fn principal_name(&self) -> &str {
+        match self {
+            Self::Ready(desired) => desired.create.principal.as_str(),
+            Self::Invalid { principal, .. } => principal,
+        }
+    }
+}
+
+/// Templates by (room alias, template name), as read from the template rooms.
+pub type TemplateRooms = BTreeMap<(String, String), Value>;
+
+/// The alias of the room a template reference points into.
+///
+/// Example: `agent-base` → the machine's namespace template room `#acme/template:bureau.local`;
+/// `ops/template:x` → `#ops/template:bureau.local`; `#t:other.org:x` → `#t:other.org`.
+pub fn template_room_alias(reference: &TemplateRef, identity: &MachineIdentity) -> String {
+    match reference.room() {
+        TemplateRoom::Default => identity.template_room_alias(),
+        TemplateRoom::Local(room) => format!("#{room}:{}", identity.server_name),
+        TemplateRoom::Alias(alias) => alias.to_string(),
+    }
+}
+
+/// The assignments of a `m.bureau.machine_config` content, each parsed on its own.
+fn assignments(config: Option<&Value>) -> Vec<Result<PrincipalAssignment, (String, String)>> {
+    let principals = config
+        .and_then(|content| content.get("principals"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    principals
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let name = raw
+                .get("principal")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("principals[{index}]"), str::to_owned);
+            serde_json::from_value::<PrincipalAssignment>(raw)
+                .map_err(|error| (name, format!("malformed assignment: {error}")))
+        })
+        .collect()
+}
+
+/// Computes every principal's desired state.
+///
+/// `credentials` maps state keys of `m.bureau.credentials` events to their contents (an empty
+/// content means "no bundle").
+pub fn desired_state(
+    config: Option<&Value>,
+    credentials: &BTreeMap<String, Value>,
+    templates: &TemplateRooms,
+    identity: &MachineIdentity,
+) -> Vec<DesiredEntry> {
+    let lookup = |reference: &TemplateRef| {
+        let key = (
+            template_room_alias(reference, identity),
+            reference.name().to_string(),
+        );
+        templates
+            .get(&key)
+            .and_then(|content| serde_json::from_value::<Template>(content.clone()).ok())
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    assignments(config)
+        .into_iter()
+        .map(|parsed| {
+            let assignment = match parsed {
+                Ok(assignment) => assignment,
+                Err((principal, reason)) => return DesiredEntry::Invalid { principal, reason },
+            };
+            let name = assignment.principal.to_string();
+            *seen.entry(name.clone()).or_default() += 1;
+            if seen[&name] > 1 {
+                return DesiredEntry::Invalid {
+                    principal: name,
+                    reason: "assigned twice in machine_config; keep one assignment".to_owned(),
+                };
+            }
+            match desired(&assignment, credentials.get(&name), &lookup) {
+                Ok(desired) => DesiredEntry::Ready(Box::new(desired)),
+                Err(reason) => DesiredEntry::Invalid {
+                    principal: name,
+                    reason,
+                },
+            }
+        })
+        .collect()
+}
+
+fn desired(
+    assignment: &PrincipalAssignment,
+    credentials: Option<&Value>,
+    lookup: &impl Fn(&TemplateRef) -> Option<Template>,
+) -> Result<Desired, String> {
+    if !assignment.payload.is_object() {
+        return Err("payload must be a JSON object".to_owned());
+    }
+    let template = resolve(&assignment.template, lookup).map_err(|error| error.to_string())?;
+    template
+        .validate_resolved()
+        .map_err(|error| error.to_string())?;
+    let credentials = match credentials {
+        Some(content) if content.as_object().is_some_and(|map| !map.is_empty()) => {
+            let bundle: Credentials = serde_json::from_value(content.clone())
+                .map_err(|error| format!("its m.bureau.credentials event is malformed: {error}"))?;
+            bundle.validate().map_err(|error| error.to_string())?;
+            Some(bundle)
+        }
+        _ => None,
+    };
+    let names: Vec<&str> = credentials
+        .as_ref()
+        .map(|bundle| bundle.key_names.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    if let Some(missing) = template
+        .required_credentials
+        .iter()
+        .find(|name| !names.contains(&name.as_str()))
+    {
+        return Err(format!(
+            "template {} requires credential {missing}, which its bundle lacks; add it with \
+             `bureau credential provision`",
+            assignment.template
+        ));
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
+    let grants: Vec<Grant> = assignment
+        .authorization
+        .grants
+        .iter()
+        .filter(|grant| grant.expires_at.is_none_or(|expiry| expiry > now_ms))
+        .map(|grant| Grant {
+            actions: grant.actions.clone(),
+            targets: grant.targets.clone(),
+        })
+        .collect();
+    let services = services_of(&template);
+    let payload_json = assignment.payload.to_string();
+    let config_hash = fingerprint(&assignment.principal, &template, &payload_json, &grants);
+    Ok(Desired {
+        create: CreateSandbox {
+            principal: assignment.principal.clone(),
+            template,
+            payload_json,
+            credentials,
+            grants,
+            services,
+            config_hash,
+        },
+        restart_policy: assignment.restart_policy,
+    })
+}
+
+/// A fingerprint of everything that needs a restart when it changes (not the credentials:
+/// those rotate live).
+fn fingerprint(
+    principal: &Localpart,
+    template: &Template,
+    payload_json: &str,
+    grants: &[Grant],
+) -> String {
+    let mut hasher = Sha1::new();
+    for part in [
+        principal.to_string(),
+        serde_json::to_string(template).unwrap_or_default(),
+        payload_json.to_owned(),
+        serde_json::to_string(grants).unwrap_or_default(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn identity() -> MachineIdentity {
+        MachineIdentity::new("http://h", "bureau.local", "acme/fleet/prod/machine/box1").unwrap()
+    }
+
+    fn templates() -> TemplateRooms {
+        let room = "#acme/template:bureau.local".to_owned();
+        let mut templates = TemplateRooms::new();
+        for (name, template) in Template::builtins() {
+            templates.insert(
+                (room.clone(), name.to_owned()),
+                serde_json::to_value(template).unwrap(),
+            );
+        }
+        templates.insert(
+            (room.clone(), "worker".into()),
+            json!({"inherits": "agent-base", "command": ["/bin/true"]}),
+        );
+        templates.insert(
+            (room.clone(), "loop-a".into()),
+            json!({"inherits": "loop-b"}),
+        );
+        templates.insert((room, "loop-b".into()), json!({"inherits": "loop-a"}));
+        templates
+    }
+
+    fn reasons(config: Value) -> Vec<(String, Option<String>)> {
+        desired_state(Some(&config), &BTreeMap::new(), &templates(), &identity())
+            .into_iter()
+            .map(|entry| match entry {
+                DesiredEntry::Ready(desired) => (desired.create.principal.to_string(), None),
+                DesiredEntry::Invalid { principal, reason } => (principal, Some(reason)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_assignment_does_not_affect_the_others() {
+        let results = reasons(json!({"principals": [
+            {"principal": "acme/agent/ok", "template": "worker"},
+            {"principal": "acme/../evil", "template": "worker"},
+            {"principal": "acme/agent/ghost", "template": "nope"},
+            {"principal": "acme/agent/loop", "template": "loop-a"},
+            {"principal": "acme/agent/bare", "template": "agent-base"},
+        ]}));
+        assert_eq!(results[0], ("acme/agent/ok".into(), None));
+        let reason = |index: usize| results[index].1.clone().unwrap();
+        assert_eq!(results[1].0, "acme/../evil");
+        assert!(reason(1).contains(".."), "{}", reason(1));
+        assert!(reason(2).contains("nope"), "{}", reason(2));
+        assert!(
+            reason(3).contains("loop-a") && reason(3).contains("loop-b"),
+            "{}",
+            reason(3)
+        );
+        assert!(reason(4).contains("command is empty"), "{}", reason(4));
+    }
+
+    #[test]
+    fn duplicates_and_missing_credentials_are_named() {
+        let results = reasons(json!({"principals": [
+            {"principal": "acme/agent/a", "template": "worker"},
+            {"principal": "acme/agent/a", "template": "worker"},
+        ]}));
+        assert!(results[1].1.as_deref().unwrap().contains("twice"));
+
+        let mut rooms = templates();
+        rooms.insert(
+            ("#acme/template:bureau.local".into(), "keyed".into()),
+            json!({"inherits": "worker", "required_credentials": ["OPENAI_API_KEY"]}),
+        );
+        let config = json!({"principals": [{"principal": "acme/agent/k", "template": "keyed"}]});
+        let entries = desired_state(Some(&config), &BTreeMap::new(), &rooms, &identity());
+        let DesiredEntry::Invalid { reason, .. } = &entries[0] else {
+            panic!("expected invalid: {entries:?}");
+        };
+        assert!(reason.contains("OPENAI_API_KEY"), "{reason}");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_payload_and_template_but_not_order_of_principals() {
+        let hash = |config: Value| -> Vec<String> {
+            desired_state(Some(&config), &BTreeMap::new(), &templates(), &identity())
+                .into_iter()
+                .map(|entry| match entry {
+                    DesiredEntry::Ready(desired) => desired.create.config_hash,
+                    DesiredEntry::Invalid { reason, .. } => panic!("{reason}"),
+                })
+                .collect()
+        };
+        let a = json!({"principal": "acme/agent/a", "template": "worker"});
+        let b = json!({"principal": "acme/agent/b", "template": "worker", "payload": {"x": 1}});
+        let b2 = json!({"principal": "acme/agent/b", "template": "worker", "payload": {"x": 2}});
+        let first = hash(json!({"principals": [a.clone(), b.clone()]}));
+        let swapped = hash(json!({"principals": [b, a.clone()]}));
+        assert_eq!(first[0], swapped[1]);
+        let changed = hash(json!({"principals": [a, b2]}));
+        assert_eq!(first[0], changed[0]);
+        assert_ne!(first[1], changed[1]);
+    }
+
+    #[test]
+    fn no_config_means_nothing_runs() {
+        assert!(desired_state(None, &BTreeMap::new(), &templates(), &identity()).is_empty());
+        assert!(
+            desired_state(
+                Some(&json!({})),
+                &BTreeMap::new(),
+                &templates(),
+                &identity()
+            )
+            .is_empty()
+        );
+    }
+}
