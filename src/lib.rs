@@ -7,6 +7,7 @@
 pub mod bridge;
 pub mod daemon;
 pub mod demo;
+pub mod devstack;
 pub mod homeserver;
 pub mod install;
 pub mod launcher;

@@ -196,7 +196,7 @@ fn naming_match_follows_segment_rules() {
 
 #[test]
 fn planned_applet_says_not_implemented_and_exits_2() {
-    let output = run(Path::new(BINARY), &["launcher"]);
+    let output = run(Path::new(BINARY), &["doctor"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("not implemented yet"),

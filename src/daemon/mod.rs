@@ -331,8 +331,13 @@ impl Daemon {
             &self.reported,
             Instant::now(),
         );
+        let changed = !actions.is_empty();
         for action in actions {
             self.apply(action).await;
+        }
+        if changed {
+            // Operators (`bureau list`) see the new state now, not at the next heartbeat.
+            self.publish_status().await;
         }
     }
 
@@ -574,6 +579,7 @@ impl Daemon {
                 ..memory
             },
         );
+        self.publish_status().await;
     }
 
     async fn publish_info(&self) {

@@ -310,6 +310,9 @@ pub fn build_spec(inputs: &SpecInputs) -> Result<SandboxSpec, SpecBuildError> {
     spec.landlock.enabled = security.landlock.unwrap_or(true);
     spec.security.no_new_privs = security.no_new_privs.unwrap_or(true);
     spec.security.new_session = security.new_session.unwrap_or(false);
+    // Principals outlive a launcher restart (the new launcher adopts them); each still dies
+    // with its own `bureau-sandbox`.
+    spec.security.outlive_caller = true;
     // Writable mounts are writable under landlock too (the /dev nodes and /dev/shm are added by
     // the sandbox itself from its Dev mount).
     spec.landlock.read_write = spec
@@ -624,6 +627,7 @@ mod tests {
         assert!(spec.landlock.enabled);
         assert_eq!(spec.seccomp, SeccompProfile::Default);
         assert!(spec.security.no_new_privs && !spec.security.new_session);
+        assert!(spec.security.die_with_parent && spec.security.outlive_caller);
         assert_eq!(spec.identity, crate::sandbox::spec::Identity::default());
         let writable: Vec<&Path> = spec
             .landlock

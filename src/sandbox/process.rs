@@ -416,7 +416,7 @@ fn forwarded_set() -> SigSet {
 pub fn run(spec: &SandboxSpec) -> Result<u8, SandboxError> {
     spec.validate()?;
     let identity = resolve_identity(spec)?;
-    if spec.security.die_with_parent {
+    if spec.security.die_with_parent && !spec.security.outlive_caller {
         let parent = nix::unistd::getppid();
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(|errno| host_error("die with parent")(errno.into()))?;

@@ -251,9 +251,15 @@ pub struct Security {
     /// Drop every capability, including the bounding and ambient sets.
     #[serde(default = "yes")]
     pub drop_capabilities: bool,
-    /// The sandbox is killed when `bureau-sandbox` dies.
+    /// The sandbox is killed when `bureau-sandbox` dies, and `bureau-sandbox` when the process
+    /// that started it dies (unless `outlive_caller`).
     #[serde(default = "yes")]
     pub die_with_parent: bool,
+    /// `bureau-sandbox` keeps running when the process that started it exits — how the
+    /// launcher's sandboxes survive a launcher restart. The sandbox still dies with
+    /// `bureau-sandbox` when `die_with_parent` is set.
+    #[serde(default)]
+    pub outlive_caller: bool,
     /// Start the command in a new session (no controlling terminal).
     #[serde(default)]
     pub new_session: bool,
@@ -265,6 +271,7 @@ impl Default for Security {
             no_new_privs: true,
             drop_capabilities: true,
             die_with_parent: true,
+            outlive_caller: false,
             new_session: false,
         }
     }

@@ -12,7 +12,7 @@ use bureau::secret::Secret;
 
 const MESSAGES: usize = 60;
 
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
@@ -33,7 +33,7 @@ async fn account(server: &LocalHomeserver, name: &str) -> Result<Client, String>
 }
 
 /// Milliseconds from each send until the receiver's `/sync` returned it, through our client.
-async fn ours(server: &LocalHomeserver) -> Result<Vec<f64>, String> {
+pub(crate) async fn ours(server: &LocalHomeserver) -> Result<Vec<f64>, String> {
     let sender = account(server, "bench-sender").await?;
     let receiver = account(server, "bench-receiver").await?;
     let room_id = sender

@@ -1,5 +1,6 @@
 //! `cargo xtask …`: the project's own build and test tooling.
 //!
+//! - `quickstart`: a whole local Bureau and its demo (README command 1).
 //! - `dist`: the static release binary in `dist/`, with the applet symlinks.
 //! - `test`: the whole test suite (README's test command), with an unprivileged sandbox pass.
 //! - `bench`: speed as ratios against named peers measured in the same run.
@@ -12,9 +13,11 @@
 mod bench;
 mod bench_matrix;
 mod bench_proxy;
+mod bench_runtime;
 mod dist;
 mod homeserver;
 mod process;
+mod quickstart;
 mod test;
 
 use std::process::ExitCode;
@@ -22,6 +25,10 @@ use std::process::ExitCode;
 const USAGE: &str = "Usage: cargo xtask <command>
 
 Commands:
+  quickstart [--once]
+           a whole Bureau here: build, local Synapse, this machine's launcher and daemon,
+           a demo principal greeting its room and calling a service with a secret it never
+           sees; runs until Ctrl-C (--once: stop after the demo, exit 0 only if it worked)
   dist     build the static binary (x86_64-unknown-linux-musl, mimalloc) into dist/,
            write the applet symlinks, check that it is statically linked, print its size
   test     the whole test suite; as root, the sandbox battery again as an unprivileged user
@@ -31,6 +38,8 @@ Commands:
            send → sync delivery through our client against a Python stdlib client
   bench proxy [--seconds N]
            proxy throughput/latency against nginx and a direct connection; idle memory
+  bench runtime [--debug] [--log-level LEVEL]
+           machine_config published → principal's first output, against send → sync delivery
   homeserver up|down|status [--port N] [--json]
            a local Synapse on 127.0.0.1 for development (kept running; admin/admin-password)
 ";
@@ -41,6 +50,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("quickstart") => quickstart::run(&args[1..]),
         Some("homeserver") => homeserver::run(&args[1..]),
         Some("--help" | "-h" | "help") | None => {
             print!("{USAGE}");
