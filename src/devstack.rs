@@ -391,10 +391,8 @@ fn run_cli(bureau: &Path, session: &Path, args: &[&str], input: Option<&str>) ->
             };
         }
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Some(input) = input {
-            let _ = stdin.write_all(input.as_bytes());
-        }
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        let _ = stdin.write_all(input.as_bytes());
     }
     child.wait_with_output().unwrap_or_else(|error| Output {
         status: std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
@@ -481,13 +479,15 @@ fn spawn_launcher(options: &StackOptions, bootstrap: Option<&Path>) -> Result<Ch
     }
     let log = options.dir.join("launcher.log");
     let launcher = spawn_with_owner(&options.bureau, &log, &args)?;
-    wait_until(Duration::from_secs(60), || socket.exists()).map_err(|()| {
-        format!(
+    if !wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
+        socket.exists()
+    }) {
+        return Err(format!(
             "the launcher did not open {} (see {})",
             socket.display(),
             log.display()
-        )
-    })?;
+        ));
+    }
     Ok(launcher)
 }
 
@@ -512,16 +512,16 @@ fn spawn_daemon(options: &StackOptions) -> Result<Child, String> {
     )
 }
 
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, condition: impl Fn() -> bool) -> Result<(), ()> {
+/// Polls `condition` every `interval` until it holds (`true`) or `timeout` passes (`false`).
+pub fn wait_until(timeout: Duration, interval: Duration, condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !condition() {
         if Instant::now() > deadline {
-            return Err(());
+            return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(interval);
     }
-    Ok(())
+    true
 }
 
 /// Whether `event` is an outcome message of `kind` about `principal`.

@@ -65,7 +65,10 @@ fn wait_for(
 }
 
 fn wait(what: &str, condition: impl Fn() -> bool) {
-    wait_until(WAIT, condition).unwrap_or_else(|()| panic!("timed out waiting for {what}"));
+    assert!(
+        wait_until(WAIT, Duration::from_millis(20), condition),
+        "timed out waiting for {what}"
+    );
 }
 
 fn create(stack: &LocalStack, principal: &str, payload: Value, restart: &str, secret: &str) {

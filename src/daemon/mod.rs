@@ -153,7 +153,22 @@ pub async fn run(
             "account_data": {"not_types": ["*"]},
         },
     });
+    // The long-poll runs in its own task, so a reconcile, an exit or a heartbeat never cancels
+    // a /sync in flight (a new one would cost a round trip before the next event arrives).
     let mut sync = SyncStream::new(daemon.client.clone(), None, Some(filter));
+    let (batch_sender, mut batches) = mpsc::unbounded_channel();
+    let syncing = tokio::spawn(async move {
+        loop {
+            let batch = sync.next_batch().await;
+            let failed = batch.is_err();
+            if batch_sender.send(batch).is_err() {
+                break;
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        }
+    });
     let mut heartbeat = tokio::time::interval(daemon.config.heartbeat);
     tokio::pin!(shutdown);
     tracing::info!(machine = %daemon.identity.machine, "daemon running");
@@ -163,7 +178,7 @@ pub async fn run(
             .unwrap_or_else(|| tokio::time::Instant::now() + daemon.config.resync);
         tokio::select! {
             () = &mut shutdown => break,
-            batch = sync.next_batch() => match batch {
+            Some(batch) = batches.recv() => match batch {
                 Ok(batch) => {
                     let relevant = batch.joined.iter().any(|room| {
                         room.state.iter().chain(room.timeline.iter())
@@ -178,19 +193,18 @@ pub async fn run(
                         daemon.reconcile().await;
                     }
                 }
-                Err(error) => {
-                    tracing::error!(%error, "sync failed for good; retrying in 30 s");
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }
+                Err(error) => tracing::error!(%error, "sync failed for good; retrying in 30 s"),
             },
             Some(report) = exit_reports.recv() => {
-                daemon.exited(report).await;
-                daemon.reconcile().await;
+                if daemon.exited(report).await {
+                    daemon.reconcile().await;
+                }
             }
             () = tokio::time::sleep_until(deadline) => daemon.reconcile().await,
             _ = heartbeat.tick() => daemon.publish_status().await,
         }
     }
+    syncing.abort();
     tracing::info!("daemon stopping; principals keep running");
     Ok(())
 }
@@ -528,18 +542,19 @@ impl Daemon {
         });
     }
 
-    /// A sandbox the daemon waited on exited (or the wait was lost).
-    async fn exited(&mut self, (principal, pid, exit): ExitReport) {
+    /// A sandbox the daemon waited on exited (or the wait was lost). Returns whether that
+    /// changed anything (an exit of a principal the daemon stopped on purpose does not).
+    async fn exited(&mut self, (principal, pid, exit): ExitReport) -> bool {
         let Some(memory) = self.memory.get(&principal).cloned() else {
-            return; // stopped on purpose
+            return false; // stopped on purpose
         };
         if memory.phase != (Phase::Running { pid }) {
-            return;
+            return false;
         }
         let Some((exit_code, _)) = exit else {
             // The launcher went away mid-wait: forget, so the next pass adopts it again.
             self.memory.remove(&principal);
-            return;
+            return true;
         };
         // Destroying collects the last lines and stops the proxy.
         let destroyed = self
@@ -580,6 +595,7 @@ impl Daemon {
             },
         );
         self.publish_status().await;
+        true
     }
 
     async fn publish_info(&self) {

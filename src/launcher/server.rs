@@ -325,6 +325,19 @@ impl Launcher {
         // answers (a fresh proxy takes a few milliseconds) or the proxy gives up.
         loop {
             if UnixStream::connect(&admin).await.is_ok() && socket.exists() {
+                // The proxy's agent socket is 0600: hand it to the user the sandbox runs as.
+                if let Some((uid, gid)) = self.config.host_ids {
+                    use rustix::fs::{Gid, Uid};
+                    let owner = (Uid::from_raw(uid), Gid::from_raw(gid));
+                    if let Err(errno) = rustix::fs::chown(&socket, Some(owner.0), Some(owner.1)) {
+                        let _ = watched.signal(Signal::KILL);
+                        watched.exited(None).await;
+                        return Err(format!(
+                            "handing {} to uid {uid}: {errno}",
+                            socket.display()
+                        ));
+                    }
+                }
                 return Ok(watched);
             }
             let exited = has_exited(watched.pid);

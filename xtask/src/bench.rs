@@ -12,6 +12,9 @@
 //!   socket) against nginx (`worker_processes 1`) and a direct connection to the same upstream,
 //!   64 keep-alive connections (see `bench_proxy.rs`). Targets: ours/nginx ≥ 1.0× req/s, p50
 //!   ours − direct ≤ 50 µs; idle RSS ≤ 4 MiB; and the summed PSS of 1,000 idle proxies.
+//! - `runtime [--debug]`: 20 trials of "assignment published in `m.bureau.machine_config` →
+//!   the principal's first output" on a whole local Bureau (see `bench_runtime.rs`), beside the
+//!   homeserver's own send → /sync delivery in the same run. Target: ≤ 150 ms above delivery.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,8 +27,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Some("sandbox") => sandbox(&args[1..]),
         Some("matrix") => crate::bench_matrix::run(&args[1..]),
         Some("proxy") => crate::bench_proxy::run(&args[1..]),
+        Some("runtime") => crate::bench_runtime::run(&args[1..]),
         Some(other) => Err(format!(
-            "unknown benchmark {other:?}; available: sandbox, matrix, proxy"
+            "unknown benchmark {other:?}; available: sandbox, matrix, proxy, runtime"
         )),
         None => Err("name a benchmark: cargo xtask bench sandbox|matrix|proxy".to_owned()),
     }

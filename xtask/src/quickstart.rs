@@ -103,10 +103,9 @@ fn demo(stack: &LocalStack, step: &dyn Fn(&str), dir: &std::path::Path) -> Resul
         if greeted { "ARRIVED" } else { "MISSING" }
     ));
     let bearer = format!("Bearer {secret}");
-    let called = wait_until(DEMO_TIMEOUT, || {
+    let called = wait_until(DEMO_TIMEOUT, Duration::from_millis(20), || {
         stack.demo.authorizations().contains(&bearer)
-    })
-    .is_ok();
+    });
     step(&format!(
         "(b) the demo service at {} received the principal's call to /http/{DEMO_SERVICE}/hello with DEMO_TOKEN injected by the proxy: {}",
         stack.demo.url(),
