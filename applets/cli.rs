@@ -111,9 +111,33 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-/// Prints `bureau COMMAND: message` on stderr; exit status 1.
-fn fail(command: &str, message: &str) -> ExitCode {
-    eprintln!("bureau {command}: {message}");
+/// Reports a refusal of `bureau COMMAND`; exit status 1. See [`fail_with`].
+fn fail(command: &str, json: bool, message: &str) -> ExitCode {
+    fail_with(command, json, message, serde_json::Map::new())
+}
+
+/// Reports a refusal of `bureau COMMAND`; exit status 1. Without `--json`: `bureau COMMAND:
+/// message` on stderr. With it: `fields` plus `"error": message` as JSON on stdout (where a
+/// script reading `--json` output looks), and nothing on stderr.
+///
+/// Example: `template validate --json` of an invalid file → `{"file": "bad.json", "valid":
+/// false, "error": "bad.json: …"}`; `list --json` → `{"error": "…"}`.
+fn fail_with(
+    command: &str,
+    json: bool,
+    message: &str,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) -> ExitCode {
+    if !json {
+        eprintln!("bureau {command}: {message}");
+        return ExitCode::FAILURE;
+    }
+    fields.insert("error".to_owned(), message.into());
+    match serde_json::to_string_pretty(&fields) {
+        Ok(text) => println!("{text}"),
+        // A map of strings and plain values always encodes; say so in text if it ever does not.
+        Err(error) => eprintln!("bureau {command}: {message} (and its JSON: {error})"),
+    }
     ExitCode::FAILURE
 }
 
@@ -122,7 +146,7 @@ fn print_result(json: bool, value: &serde_json::Value, human: &str) -> ExitCode 
     if json {
         match serde_json::to_string_pretty(value) {
             Ok(text) => println!("{text}"),
-            Err(error) => return fail("", &format!("cannot encode the result: {error}")),
+            Err(error) => return fail("", false, &format!("cannot encode the result: {error}")),
         }
     } else {
         println!("{human}");

@@ -424,6 +424,9 @@ fn spawn_with_owner(bureau: &Path, log: &Path, args: &[&str]) -> Result<Child, S
         .open(log)
         .map_err(|error| format!("opening {}: {error}", log.display()))?;
     let mut command = Command::new("setpriv");
+    // Their own process group: a Ctrl-C in the terminal reaches only the process that owns the
+    // stack, which then stops the sandboxes through the launcher before stopping it.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
         .args(["--pdeathsig", "KILL", "--"])
         .arg(bureau)

@@ -109,6 +109,15 @@ impl MachineIdentity {
         })
     }
 
+    /// Reads the identity the launcher wrote at first boot (`<state-dir>/machine.json`). The
+    /// error names the file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        std::fs::read(path)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|error| error.to_string()))
+            .map_err(|reason| format!("{}: {reason}", path.display()))
+    }
+
     /// The fleet: everything before `/machine/`.
     pub fn fleet(&self) -> &str {
         let name = self.machine.as_str();

@@ -31,7 +31,6 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::secrecy::ExposeSecret;
@@ -492,15 +491,6 @@ pub enum SealError {
     },
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
 /// Encrypts `values` to every recipient: the plaintext is the JSON map `{"NAME": "value"}`,
 /// age-encrypted and ASCII-armored. The bundle lists the names in clear (sorted), has version
 /// [`CREDENTIALS_VERSION`] and `updated_at` now, and passes [`Credentials::validate`].
@@ -560,7 +550,7 @@ pub fn seal(
         recipients: recipients.to_vec(),
         key_names: values.keys().cloned().collect(),
         ciphertext,
-        updated_at: now_millis(),
+        updated_at: crate::schema::now_ms(),
     };
     bundle.validate()?;
     Ok(bundle)

@@ -82,8 +82,39 @@ fn bureau_json(session: &Path, args: &[&str], input: Option<&str>) -> Value {
     })
 }
 
-/// Runs `bureau ARGS`, asserts exit status 1, and returns stderr.
+/// Runs `bureau ARGS --json`, asserts exit status 1 with nothing on stderr, and returns the JSON
+/// object on stdout (its `error` says why).
+fn bureau_fails_json(session: &Path, args: &[&str], input: Option<&str>) -> Value {
+    let output = bureau(session, args, input);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "bureau {args:?} should fail: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "bureau {args:?}: stderr with --json: {}",
+        text(&output.stderr)
+    );
+    let value: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "bureau {args:?}: the refusal is not JSON ({error}): {}",
+            text(&output.stdout)
+        )
+    });
+    assert!(value["error"].is_string(), "bureau {args:?}: {value}");
+    value
+}
+
+/// Runs `bureau ARGS`, asserts exit status 1, and returns the error: stderr, or with `--json`
+/// the `error` of the JSON on stdout.
 fn bureau_fails(session: &Path, args: &[&str], input: Option<&str>) -> String {
+    if args.contains(&"--json") {
+        let value = bureau_fails_json(session, args, input);
+        return value["error"].as_str().unwrap_or_default().to_owned();
+    }
     let output = bureau(session, args, input);
     assert_eq!(
         output.status.code(),
@@ -410,6 +441,25 @@ fn templates_push_show_list_and_validate() {
     );
     assert_eq!(shown["inherits"], "agent-base");
     assert!(shown["environment"].get("HOME").is_none());
+    let wrapped = bureau_json(
+        session,
+        &[
+            "template",
+            "show",
+            "worker",
+            "--namespace",
+            &namespace,
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(wrapped["name"], "worker");
+    assert_eq!(
+        wrapped["room"],
+        admin.alias(&format!("{namespace}/template"))
+    );
+    assert_eq!(wrapped["resolved"], false);
+    assert_eq!(wrapped["template"], shown);
     let resolved = bureau_json(
         session,
         &[
@@ -468,6 +518,15 @@ fn templates_push_show_list_and_validate() {
     assert!(error.contains("is not absolute"), "{error}");
     let error = bureau_fails(session, &["template", "validate", &invalid], None);
     assert!(error.contains("is not absolute"), "{error}");
+    let refused = bureau_fails_json(session, &["template", "validate", &invalid, "--json"], None);
+    assert_eq!(refused["valid"], false, "{refused}");
+    assert_eq!(refused["file"], invalid.as_str());
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("is not absolute")),
+        "{refused}"
+    );
     assert!(
         admin
             .state(
@@ -818,6 +877,45 @@ fn agents_are_created_listed_and_destroyed() {
     assert_eq!(entry["state"], "running");
     assert_eq!(entry["pid"], 4242);
 
+    // credential provision does not silently drop the Matrix token `agent create` sealed: it
+    // refuses, saying how to change an agent's credentials; --drop-matrix-token replaces it.
+    let provision = [
+        "credential",
+        "provision",
+        "--machine",
+        &machine,
+        "--principal",
+        &principal,
+        "--from-file",
+        &credentials,
+        "--json",
+    ];
+    let error = bureau_fails(&admin.session, &provision, None);
+    assert!(error.contains("carries its Matrix token"), "{error}");
+    assert!(error.contains("MATRIX_ACCESS_TOKEN"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "bureau agent create {principal} --template worker --machine {machine} \
+             --credentials FILE"
+        )),
+        "{error}"
+    );
+    assert!(error.contains("--drop-matrix-token"), "{error}");
+    assert!(!error.contains("api-canary-77"), "{error}");
+    let bundle: Credentials = serde_json::from_value(
+        admin
+            .state(&config_alias, "m.bureau.credentials", &principal)
+            .expect("credentials"),
+    )
+    .expect("bundle");
+    assert_eq!(bundle.key_names, ["API_KEY", "MATRIX_ACCESS_TOKEN"]);
+    let dropped = bureau_json(
+        &admin.session,
+        &[&provision[..], &["--drop-matrix-token"]].concat(),
+        None,
+    );
+    assert_eq!(dropped["key_names"], json!(["API_KEY"]));
+
     // Creating it again replaces the assignment and issues a fresh token.
     let again = bureau_json(
         &admin.session,
@@ -836,6 +934,10 @@ fn agents_are_created_listed_and_destroyed() {
         None,
     );
     assert_eq!(again["replaced"], true);
+    assert_eq!(
+        again["key_names"],
+        json!(["API_KEY", "MATRIX_ACCESS_TOKEN"])
+    );
 
     // destroy: assignment gone, bundle blanked, principal out of the room.
     let destroyed = bureau_json(
@@ -881,4 +983,130 @@ fn agents_are_created_listed_and_destroyed() {
         None,
     );
     assert_eq!(again["assignment_removed"], false);
+}
+
+#[test]
+fn malformed_machine_config_is_listed_and_never_overwritten() {
+    let admin = Admin::new();
+    let namespace = admin.setup_namespace();
+    let (machine, _bootstrap) = admin.provision(&namespace);
+    let config_alias = admin.alias(&machine);
+    let good = format!("{namespace}/agent/good");
+    let bad = format!("{namespace}/agent/bad");
+
+    // One malformed assignment: listed `invalid` with the reason; the others still listed.
+    admin.put_state(
+        &config_alias,
+        "m.bureau.machine_config",
+        "",
+        &json!({"principals": [
+            {"principal": bad, "template": "worker", "restart_policy": "sometimes"},
+            {"principal": good, "template": "worker"},
+            {"template": "worker"}
+        ]}),
+    );
+    let listed = bureau_json(
+        &admin.session,
+        &["list", "--machine", &machine, "--json"],
+        None,
+    );
+    assert!(listed[0].get("error").is_none(), "{listed}");
+    let principals = listed[0]["principals"].as_array().expect("principals");
+    let summary: Vec<(&str, &str)> = principals
+        .iter()
+        .map(|entry| {
+            (
+                entry["principal"].as_str().unwrap_or_default(),
+                entry["state"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (bad.as_str(), "invalid"),
+            (good.as_str(), "unknown"),
+            ("principals[2]", "invalid"),
+        ]
+    );
+    let reason = principals[0]["error"].as_str().expect("a reason");
+    assert!(reason.contains("sometimes"), "{reason}");
+    assert!(principals[1].get("error").is_none());
+    let output = bureau(&admin.session, &["list", "--machine", &machine], None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("invalid"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // `principals` that is not an array: refused naming the room and the fix, and kept.
+    let broken = json!({"principals": {"not": "an array"}});
+    admin.put_state(&config_alias, "m.bureau.machine_config", "", &broken);
+    let error = bureau_fails(
+        &admin.session,
+        &["agent", "destroy", &good, "--machine", &machine],
+        None,
+    );
+    assert!(error.contains(&config_alias), "{error}");
+    assert!(error.contains("not an array"), "{error}");
+    assert!(error.contains("bureau matrix state set"), "{error}");
+    assert_eq!(
+        admin.state(&config_alias, "m.bureau.machine_config", ""),
+        Some(broken)
+    );
+    let listed = bureau_json(
+        &admin.session,
+        &["list", "--machine", &machine, "--json"],
+        None,
+    );
+    let error = listed[0]["error"].as_str().expect("the machine's error");
+    assert!(error.contains("not an array"), "{error}");
+}
+
+#[test]
+fn every_operator_command_reports_refusals_as_json() {
+    let admin = Admin::new();
+    let credentials = admin.write("creds.json", &json!({"API_KEY": "api-canary-91"}));
+    let invalid = admin.write(
+        "invalid.json",
+        &json!({"filesystem": [{"type": "tmpfs", "destination": "tmp"}]}),
+    );
+    let no_fleet = "nofleet/box1";
+    let commands: [&[&str]; 9] = [
+        &["machine", "provision", no_fleet],
+        &[
+            "credential",
+            "provision",
+            "--machine",
+            no_fleet,
+            "--principal",
+            "acme/agent/pm",
+            "--from-file",
+            &credentials,
+        ],
+        &["template", "push", "bad", &invalid, "--namespace", "acme"],
+        &["template", "show", "worker"],
+        &["template", "list", "--namespace", "acme/two"],
+        &["template", "validate", &invalid],
+        &[
+            "agent",
+            "create",
+            "acme/agent/pm",
+            "--template",
+            "worker",
+            "--machine",
+            no_fleet,
+        ],
+        &["agent", "destroy", "acme/agent/pm", "--machine", no_fleet],
+        &["list", "--machine", no_fleet],
+    ];
+    for command in commands {
+        let args = [command, &["--json"]].concat();
+        let refused = bureau_fails_json(&admin.session, &args, None);
+        assert!(
+            !refused.to_string().contains("api-canary-91"),
+            "{args:?}: {refused}"
+        );
+    }
 }

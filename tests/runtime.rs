@@ -484,6 +484,8 @@ fn a_changed_credential_bundle_rotates_live_in_the_running_proxy() {
             principal,
             "--from-file",
             file.to_str().expect("UTF-8 path"),
+            // The running proxy keeps its Matrix identity; only the injected values rotate.
+            "--drop-matrix-token",
         ])
         .unwrap_or_else(|error| panic!("{error}"));
     assert!(

@@ -11,7 +11,7 @@ use bureau::schema::{RestartPolicy, TemplateRef};
 use serde_json::{Value, json};
 
 use super::credential::read_credentials;
-use super::machine::connect_operator;
+use super::session::connect_operator;
 use super::{fail, print_result};
 
 /// Agents: create or destroy a principal on a machine.
@@ -151,7 +151,7 @@ fn build_spec(args: &CreateArgs) -> Result<AgentSpec, String> {
 fn run_create(session_file: Option<&Path>, args: CreateArgs) -> ExitCode {
     let spec = match build_spec(&args) {
         Ok(spec) => spec,
-        Err(message) => return fail("agent create", &message),
+        Err(message) => return fail("agent create", args.json, &message),
     };
     let result = super::block_on(async {
         let operator = connect_operator(session_file).await?;
@@ -182,14 +182,14 @@ fn run_create(session_file: Option<&Path>, args: CreateArgs) -> ExitCode {
             );
             print_result(args.json, &json!(created), &human)
         }
-        Err(message) => fail("agent create", &message),
+        Err(message) => fail("agent create", args.json, &message),
     }
 }
 
 fn run_destroy(session_file: Option<&Path>, args: DestroyArgs) -> ExitCode {
     let principal = match Localpart::parse(&args.localpart) {
         Ok(principal) => principal,
-        Err(error) => return fail("agent destroy", &error.to_string()),
+        Err(error) => return fail("agent destroy", args.json, &error.to_string()),
     };
     let result = super::block_on(async {
         let operator = connect_operator(session_file).await?;
@@ -223,6 +223,6 @@ fn run_destroy(session_file: Option<&Path>, args: DestroyArgs) -> ExitCode {
             };
             print_result(args.json, &json!(destroyed), &human)
         }
-        Err(message) => fail("agent destroy", &message),
+        Err(message) => fail("agent destroy", args.json, &message),
     }
 }

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 use bureau::naming::Localpart;
-use bureau::operator::{parse_credential_values, provision_credentials};
+use bureau::operator::{ExistingMatrixToken, parse_credential_values, provision_credentials};
 use serde_json::json;
 
-use super::machine::connect_operator;
+use super::session::connect_operator;
 use super::{fail, print_result};
 
 /// Credentials: seal a principal's credential bundle to its machine.
@@ -38,23 +38,30 @@ enum CredentialCommand {
 #[argh(
     subcommand,
     name = "provision",
-    example = "bureau credential provision --machine acme/fleet/prod/machine/box1 --principal acme/agent/pm --from-file creds.json",
-    note = "The bundle replaces the principal's whole bundle: include every credential it needs \
-(for a principal made by `bureau agent create`, that includes its MATRIX_ACCESS_TOKEN, so use \
-`bureau agent create --credentials` to change those)."
+    example = "bureau credential provision --machine acme/fleet/prod/machine/box1 --principal acme/service/mail --from-file creds.json",
+    note = "The bundle replaces the principal's whole bundle: include every credential it needs. \
+A principal made by `bureau agent create` has its Matrix token (MATRIX_ACCESS_TOKEN) in its \
+bundle, so this refuses to replace it; change an agent's credentials with `bureau agent create \
+P --template T --machine M --credentials FILE` (or pass --drop-matrix-token to replace the \
+bundle anyway: the principal loses its Matrix identity at its next restart)."
 )]
 struct ProvisionArgs {
     /// the machine, e.g. acme/fleet/prod/machine/box1
     #[argh(option)]
     machine: String,
 
-    /// the principal whose bundle this is, e.g. acme/agent/pm
+    /// the principal whose bundle this is, e.g. acme/service/mail
     #[argh(option)]
     principal: String,
 
     /// the credentials file, a JSON object {"NAME": "value"}; `-` reads standard input
     #[argh(option)]
     from_file: String,
+
+    /// replace a bundle that carries the principal's Matrix token (MATRIX_ACCESS_TOKEN) with one
+    /// that does not
+    #[argh(switch)]
+    drop_matrix_token: bool,
 
     /// print the result as JSON
     #[argh(switch)]
@@ -94,18 +101,29 @@ pub(super) fn read_credentials(
 fn run_provision(session_file: Option<&Path>, args: ProvisionArgs) -> ExitCode {
     let principal = match Localpart::parse(&args.principal) {
         Ok(principal) => principal,
-        Err(error) => return fail("credential provision", &format!("--principal: {error}")),
+        Err(error) => {
+            return fail(
+                "credential provision",
+                args.json,
+                &format!("--principal: {error}"),
+            );
+        }
     };
     let values = match read_credentials(&args.from_file) {
         Ok(values) => values,
-        Err(message) => return fail("credential provision", &message),
+        Err(message) => return fail("credential provision", args.json, &message),
     };
     let result = super::block_on(async {
         let operator = connect_operator(session_file).await?;
         let machine = operator
             .machine(&args.machine)
             .map_err(|error| error.to_string())?;
-        provision_credentials(&operator, &machine, &principal, &values)
+        let existing_token = if args.drop_matrix_token {
+            ExistingMatrixToken::Drop
+        } else {
+            ExistingMatrixToken::Refuse
+        };
+        provision_credentials(&operator, &machine, &principal, &values, existing_token)
             .await
             .map_err(|error| error.to_string())
     });
@@ -121,6 +139,6 @@ fn run_provision(session_file: Option<&Path>, args: ProvisionArgs) -> ExitCode {
             );
             print_result(args.json, &json!(published), &human)
         }
-        Err(message) => fail("credential provision", &message),
+        Err(message) => fail("credential provision", args.json, &message),
     }
 }

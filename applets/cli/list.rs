@@ -8,11 +8,12 @@ use bureau::naming::Localpart;
 use bureau::operator::{fleet_machines, list_machines};
 use serde_json::json;
 
-use super::machine::connect_operator;
+use super::session::connect_operator;
 use super::{fail, print_result};
 
 /// List machines' principals: template, restart policy, and state from the machine's latest
-/// heartbeat (`unknown` before one names it).
+/// heartbeat (`unknown` before one names it; `invalid`, with the reason, for an assignment the
+/// daemon cannot use).
 #[derive(FromArgs)]
 #[argh(
     subcommand,
@@ -45,7 +46,7 @@ pub fn run(args: ListArgs) -> ExitCode {
     }
     let fleet = match args.fleet.as_deref().map(Localpart::parse).transpose() {
         Ok(fleet) => fleet,
-        Err(error) => return fail("list", &format!("--fleet: {error}")),
+        Err(error) => return fail("list", args.json, &format!("--fleet: {error}")),
     };
     let session_file: Option<&Path> = args.session_file.as_deref();
     let result = super::block_on(async {
@@ -90,8 +91,13 @@ pub fn run(args: ListArgs) -> ExitCode {
                         .pid
                         .map(|pid| format!(" pid {pid}"))
                         .unwrap_or_default();
+                    let reason = principal
+                        .error
+                        .as_deref()
+                        .map(|error| format!(": {error}"))
+                        .unwrap_or_default();
                     human.push_str(&format!(
-                        "  {:32} {:16} {}{pid}\n",
+                        "  {:32} {:16} {}{pid}{reason}\n",
                         principal.principal, template, principal.state
                     ));
                 }
@@ -101,6 +107,6 @@ pub fn run(args: ListArgs) -> ExitCode {
             }
             print_result(args.json, &json!(listings), human.trim_end())
         }
-        Err(message) => fail("list", &message),
+        Err(message) => fail("list", args.json, &message),
     }
 }

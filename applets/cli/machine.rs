@@ -1,15 +1,13 @@
-//! `bureau machine provision`: a machine's account, config room and bootstrap file. Also the
-//! operator-session helpers the other operator commands (`credential`, `template`, `agent`,
-//! `list`) share.
+//! `bureau machine provision`: a machine's account, config room and bootstrap file.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use bureau::matrix::{ConnectOptions, Session, default_session_path};
-use bureau::operator::{Operator, default_bootstrap_path, provision_machine};
+use bureau::operator::{default_bootstrap_path, provision_machine};
 use serde_json::json;
 
+use super::session::connect_operator;
 use super::{fail, print_result};
 
 /// Machines: provision one (its Matrix account, config room and bootstrap file).
@@ -56,18 +54,6 @@ struct ProvisionArgs {
     json: bool,
 }
 
-/// The operator of the saved session at `session_file` (default: `$BUREAU_SESSION_FILE` or
-/// `~/.config/bureau/session.json`).
-pub(super) async fn connect_operator(session_file: Option<&Path>) -> Result<Operator, String> {
-    let path = session_file.map_or_else(default_session_path, Path::to_owned);
-    let session = Session::load(&path).map_err(|error| error.to_string())?;
-    let client = session
-        .connect(&ConnectOptions::default())
-        .await
-        .map_err(|error| error.to_string())?;
-    Operator::new(client).map_err(|error| error.to_string())
-}
-
 pub fn run(args: MachineArgs) -> ExitCode {
     match args.command {
         MachineCommand::Provision(provision) => {
@@ -105,6 +91,6 @@ fn run_provision(session_file: Option<&Path>, args: ProvisionArgs) -> ExitCode {
             );
             print_result(args.json, &json!(provisioned), &human)
         }
-        Err(message) => fail("machine provision", &message),
+        Err(message) => fail("machine provision", args.json, &message),
     }
 }

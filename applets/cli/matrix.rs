@@ -193,7 +193,7 @@ pub fn run(args: MatrixArgs) -> ExitCode {
 fn run_setup(session_file: &Option<PathBuf>, args: SetupArgs) -> ExitCode {
     let namespace = match localpart("namespace", &args.namespace) {
         Ok(namespace) => namespace,
-        Err(message) => return fail("matrix setup", &message),
+        Err(message) => return fail("matrix setup", args.json, &message),
     };
     let fleet = match args
         .fleet
@@ -202,7 +202,7 @@ fn run_setup(session_file: &Option<PathBuf>, args: SetupArgs) -> ExitCode {
         .transpose()
     {
         Ok(fleet) => fleet,
-        Err(message) => return fail("matrix setup", &message),
+        Err(message) => return fail("matrix setup", args.json, &message),
     };
     let result = super::block_on(async {
         let client = connect(session_file).await?;
@@ -223,7 +223,7 @@ fn run_setup(session_file: &Option<PathBuf>, args: SetupArgs) -> ExitCode {
             }
             print_result(args.json, &json!(reports), human.trim_end())
         }
-        Err(error) => fail("matrix setup", &error.to_string()),
+        Err(error) => fail("matrix setup", args.json, &error.to_string()),
     }
 }
 
@@ -240,7 +240,7 @@ fn run_send(session_file: &Option<PathBuf>, args: SendArgs) -> ExitCode {
             &json!({"room_id": room_id.to_string(), "event_id": event_id.to_string()}),
             &format!("sent {event_id} to {room_id}"),
         ),
-        Err(error) => fail("matrix send", &error.to_string()),
+        Err(error) => fail("matrix send", args.json, &error.to_string()),
     }
 }
 
@@ -264,12 +264,13 @@ fn run_state_get(session_file: &Option<PathBuf>, args: StateGetArgs) -> ExitCode
         }
         Ok(None) => fail(
             "matrix state get",
+            false,
             &format!(
                 "{} has no {} state event with key {:?}",
                 args.room, args.event_type, args.state_key
             ),
         ),
-        Err(error) => fail("matrix state get", &error.to_string()),
+        Err(error) => fail("matrix state get", false, &error.to_string()),
     }
 }
 
@@ -297,7 +298,7 @@ fn read_content(content: &str) -> Result<Value, String> {
 fn run_state_set(session_file: &Option<PathBuf>, args: StateSetArgs) -> ExitCode {
     let content = match read_content(&args.content) {
         Ok(content) => content,
-        Err(message) => return fail("matrix state set", &message),
+        Err(message) => return fail("matrix state set", args.json, &message),
     };
     let result = super::block_on(async {
         let client = connect(session_file).await?;
@@ -313,7 +314,7 @@ fn run_state_set(session_file: &Option<PathBuf>, args: StateSetArgs) -> ExitCode
             &json!({"room_id": room_id.to_string(), "event_id": event_id.to_string()}),
             &format!("set {} in {room_id} ({event_id})", args.event_type),
         ),
-        Err(error) => fail("matrix state set", &error.to_string()),
+        Err(error) => fail("matrix state set", args.json, &error.to_string()),
     }
 }
 
@@ -339,7 +340,7 @@ fn run_watch(session_file: &Option<PathBuf>, args: WatchArgs) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail("matrix watch", &error.to_string()),
+        Err(error) => fail("matrix watch", false, &error.to_string()),
     }
 }
 

@@ -1,11 +1,13 @@
-//! `bureau login` and `bureau whoami`.
+//! `bureau login` and `bureau whoami`, and the saved session the other commands act through
+//! ([`connect_operator`]).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use argh::FromArgs;
 use bureau::matrix::{Client, ConnectOptions, Session, default_session_path};
+use bureau::operator::Operator;
 use bureau::secret::Secret;
 
 use super::{fail, print_result};
@@ -56,10 +58,24 @@ pub struct WhoamiArgs {
     json: bool,
 }
 
+/// The operator of the saved session at `session_file` (default: `$BUREAU_SESSION_FILE` or
+/// `~/.config/bureau/session.json`), for `machine`, `credential`, `template`, `agent` and
+/// `list`.
+pub(super) async fn connect_operator(session_file: Option<&Path>) -> Result<Operator, String> {
+    let path = session_file.map_or_else(default_session_path, Path::to_owned);
+    let session = Session::load(&path).map_err(|error| error.to_string())?;
+    let client = session
+        .connect(&ConnectOptions::default())
+        .await
+        .map_err(|error| error.to_string())?;
+    Operator::new(client).map_err(|error| error.to_string())
+}
+
 pub fn run_login(args: LoginArgs) -> ExitCode {
     if !args.password_stdin {
         return fail(
             "login",
+            args.json,
             "give --password-stdin and the password on standard input (passwords never go in argv)",
         );
     }
@@ -67,6 +83,7 @@ pub fn run_login(args: LoginArgs) -> ExitCode {
     if let Err(error) = std::io::stdin().read_to_end(&mut password) {
         return fail(
             "login",
+            args.json,
             &format!("reading the password from stdin: {error}"),
         );
     }
@@ -103,10 +120,10 @@ pub fn run_login(args: LoginArgs) -> ExitCode {
     });
     let session = match result {
         Ok(session) => session,
-        Err(error) => return fail("login", &error.to_string()),
+        Err(error) => return fail("login", args.json, &error.to_string()),
     };
     if let Err(error) = session.save(&session_path) {
-        return fail("login", &error.to_string());
+        return fail("login", args.json, &error.to_string());
     }
     print_result(
         args.json,
@@ -139,6 +156,6 @@ pub fn run_whoami(args: WhoamiArgs) -> ExitCode {
             &serde_json::json!({"user_id": user_id.to_string(), "homeserver_url": homeserver}),
             &format!("{user_id} on {homeserver}"),
         ),
-        Err(error) => fail("whoami", &error.to_string()),
+        Err(error) => fail("whoami", args.json, &error.to_string()),
     }
 }

@@ -13,8 +13,8 @@ use bureau::operator::{
 use bureau::schema::{Template, TemplateRef};
 use serde_json::json;
 
-use super::machine::connect_operator;
-use super::{fail, print_result};
+use super::session::connect_operator;
+use super::{fail, fail_with, print_result};
 
 /// Templates: publish, show, list and check sandbox templates.
 #[derive(FromArgs)]
@@ -66,12 +66,14 @@ struct PushArgs {
     json: bool,
 }
 
-/// Print a template as JSON; with --resolved, with its inheritance applied.
+/// Print a template (its JSON, as published); with --resolved, with its inheritance applied.
 #[derive(FromArgs)]
 #[argh(
     subcommand,
     name = "show",
-    example = "bureau template show agent-base --namespace acme --resolved"
+    example = "bureau template show agent-base --namespace acme --resolved",
+    note = "With --json, the template comes wrapped with its name and room: {{\"name\": …, \
+\"room\": …, \"resolved\": …, \"template\": {{…}}}}."
 )]
 struct ShowArgs {
     /// the template's name (see `bureau template --help`)
@@ -83,6 +85,9 @@ struct ShowArgs {
     /// apply its inherits chain (as the daemon will)
     #[argh(switch)]
     resolved: bool,
+    /// print {"name", "room", "resolved", "template"} as JSON
+    #[argh(switch)]
+    json: bool,
 }
 
 /// List a namespace's templates: name, parent and description.
@@ -181,11 +186,11 @@ fn required_default_room(
 fn run_push(session_file: Option<&Path>, args: PushArgs) -> ExitCode {
     let reference = match parse_reference(&args.name) {
         Ok(reference) => reference,
-        Err(message) => return fail("template push", &message),
+        Err(message) => return fail("template push", args.json, &message),
     };
     let template = match read_template(&args.file) {
         Ok(template) => template,
-        Err(message) => return fail("template push", &message),
+        Err(message) => return fail("template push", args.json, &message),
     };
     let result = super::block_on(async {
         let operator = connect_operator(session_file).await?;
@@ -199,40 +204,58 @@ fn run_push(session_file: Option<&Path>, args: PushArgs) -> ExitCode {
             let human = format!("pushed template {} to {}", pushed.name, pushed.room);
             print_result(args.json, &json!(pushed), &human)
         }
-        Err(message) => fail("template push", &message),
+        Err(message) => fail("template push", args.json, &message),
     }
 }
 
 fn run_show(session_file: Option<&Path>, args: ShowArgs) -> ExitCode {
     let reference = match parse_reference(&args.name) {
         Ok(reference) => reference,
-        Err(message) => return fail("template show", &message),
+        Err(message) => return fail("template show", args.json, &message),
     };
     let result = super::block_on(async {
         let operator = connect_operator(session_file).await?;
         let room = required_default_room(&operator, args.namespace.as_deref(), &reference)?;
-        if args.resolved {
-            return resolve_template(&operator, &reference, &room)
-                .await
-                .map_err(|error| error.to_string());
-        }
         let location = template_location(operator.server_name(), &reference, Some(&room))
             .map_err(|error| error.to_string())?;
-        bureau::operator::fetch_template(&operator, &location)
-            .await
-            .map_err(|error| error.to_string())?
-            .ok_or_else(|| {
-                format!(
-                    "template {:?} does not exist in {}; `bureau template list --namespace NS` \
-                     lists what does",
-                    reference.to_string(),
-                    location.room
-                )
-            })
+        let template = if args.resolved {
+            resolve_template(&operator, &reference, &room)
+                .await
+                .map_err(|error| error.to_string())?
+        } else {
+            bureau::operator::fetch_template(&operator, &location)
+                .await
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "template {:?} does not exist in {}; `bureau template list --namespace \
+                         NS` lists what does",
+                        reference.to_string(),
+                        location.room
+                    )
+                })?
+        };
+        Ok::<_, String>((location, template))
     });
     match result {
-        Ok(template) => print_result(true, &json!(template), ""),
-        Err(message) => fail("template show", &message),
+        Ok((location, template)) => {
+            let template = json!(template);
+            if !args.json {
+                // The human form of a template is its JSON.
+                return print_result(true, &template, "");
+            }
+            print_result(
+                true,
+                &json!({
+                    "name": location.name.to_string(),
+                    "room": location.room,
+                    "resolved": args.resolved,
+                    "template": template,
+                }),
+                "",
+            )
+        }
+        Err(message) => fail("template show", args.json, &message),
     }
 }
 
@@ -265,16 +288,23 @@ fn run_list(session_file: Option<&Path>, args: ListArgs) -> ExitCode {
             }
             print_result(args.json, &json!(templates), &human)
         }
-        Err(message) => fail("template list", &message),
+        Err(message) => fail("template list", args.json, &message),
     }
 }
 
 fn run_validate(session_file: Option<&Path>, args: ValidateArgs) -> ExitCode {
+    let file = args.file.display().to_string();
+    let invalid = |message: &str| {
+        let fields = serde_json::Map::from_iter([
+            ("file".to_owned(), json!(file)),
+            ("valid".to_owned(), json!(false)),
+        ]);
+        fail_with("template validate", args.json, message, fields)
+    };
     let template = match read_template(&args.file) {
         Ok(template) => template,
-        Err(message) => return fail("template validate", &message),
+        Err(message) => return invalid(&message),
     };
-    let file = args.file.display().to_string();
     let Some(parent) = template.inherits.clone() else {
         return print_result(
             args.json,
@@ -320,6 +350,6 @@ fn run_validate(session_file: Option<&Path>, args: ValidateArgs) -> ExitCode {
                  look it up in #NS/template)"
             ),
         ),
-        Err(message) => fail("template validate", &message),
+        Err(message) => invalid(&message),
     }
 }

@@ -99,14 +99,24 @@ pub fn desired_state(
     templates: &TemplateRooms,
     identity: &MachineIdentity,
 ) -> Vec<DesiredEntry> {
+    // Parsed once; a template that does not parse is named with its error when a principal
+    // needs it (rather than being reported as missing).
+    let mut parsed: BTreeMap<&(String, String), Template> = BTreeMap::new();
+    let mut malformed: Vec<(String, String)> = Vec::new();
+    for (key, content) in templates {
+        match serde_json::from_value::<Template>(content.clone()) {
+            Ok(template) => {
+                parsed.insert(key, template);
+            }
+            Err(error) => malformed.push((format!("{}:{}", key.0, key.1), error.to_string())),
+        }
+    }
     let lookup = |reference: &TemplateRef| {
         let key = (
             template_room_alias(reference, identity),
             reference.name().to_string(),
         );
-        templates
-            .get(&key)
-            .and_then(|content| serde_json::from_value::<Template>(content.clone()).ok())
+        parsed.get(&key).cloned()
     };
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     assignments(config)
@@ -126,10 +136,21 @@ pub fn desired_state(
             }
             match desired(&assignment, credentials.get(&name), &lookup) {
                 Ok(desired) => DesiredEntry::Ready(Box::new(desired)),
-                Err(reason) => DesiredEntry::Invalid {
-                    principal: name,
-                    reason,
-                },
+                Err(reason) => {
+                    let reason = malformed
+                        .iter()
+                        .find(|(template, _)| {
+                            let name = template.rsplit(':').next().unwrap_or_default();
+                            reason.contains(&format!("\"{name}\""))
+                        })
+                        .map_or(reason.clone(), |(template, error)| {
+                            format!("{reason} (template {template} is malformed: {error})")
+                        });
+                    DesiredEntry::Invalid {
+                        principal: name,
+                        reason,
+                    }
+                }
             }
         })
         .collect()
@@ -171,11 +192,7 @@ fn desired(
             assignment.template
         ));
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        });
+    let now_ms = crate::schema::now_ms();
     let grants: Vec<Grant> = assignment
         .authorization
         .grants
@@ -188,7 +205,13 @@ fn desired(
         .collect();
     let services = services_of(&template);
     let payload_json = assignment.payload.to_string();
-    let config_hash = fingerprint(&assignment.principal, &template, &payload_json, &grants);
+    let config_hash = fingerprint(
+        &assignment.principal,
+        &template,
+        &payload_json,
+        &grants,
+        credentials.is_some(),
+    );
     Ok(Desired {
         create: CreateSandbox {
             principal: assignment.principal.clone(),
@@ -203,13 +226,14 @@ fn desired(
     })
 }
 
-/// A fingerprint of everything that needs a restart when it changes (not the credentials:
-/// those rotate live).
+/// A fingerprint of everything that needs a restart when it changes. A changed bundle rotates
+/// live, so only whether there is one counts (removing it restarts the principal with none).
 fn fingerprint(
     principal: &Localpart,
     template: &Template,
     payload_json: &str,
     grants: &[Grant],
+    has_credentials: bool,
 ) -> String {
     let mut hasher = Sha1::new();
     for part in [
@@ -217,6 +241,7 @@ fn fingerprint(
         serde_json::to_string(template).unwrap_or_default(),
         payload_json.to_owned(),
         serde_json::to_string(grants).unwrap_or_default(),
+        has_credentials.to_string(),
     ] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
@@ -332,6 +357,21 @@ mod tests {
         let changed = hash(json!({"principals": [a, b2]}));
         assert_eq!(first[0], changed[0]);
         assert_ne!(first[1], changed[1]);
+    }
+
+    #[test]
+    fn a_malformed_template_is_named_with_its_error() {
+        let mut rooms = templates();
+        rooms.insert(
+            ("#acme/template:bureau.local".into(), "broken".into()),
+            json!({"command": "not a list"}),
+        );
+        let config = json!({"principals": [{"principal": "acme/agent/b", "template": "broken"}]});
+        let entries = desired_state(Some(&config), &BTreeMap::new(), &rooms, &identity());
+        let DesiredEntry::Invalid { reason, .. } = &entries[0] else {
+            panic!("expected invalid: {entries:?}");
+        };
+        assert!(reason.contains("is malformed"), "{reason}");
     }
 
     #[test]

@@ -4,8 +4,6 @@
 //! Invariant: a figure that cannot be read is reported as 0 or empty, never an error — a
 //! heartbeat is better late-accurate than missing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::schema::{MachineInfo, MachineStatus};
 
 fn read(path: &str) -> String {
@@ -71,11 +69,7 @@ pub fn machine_status(previous: &mut CpuSample) -> MachineStatus {
     let meminfo = read("/proc/meminfo");
     let total = meminfo_bytes(&meminfo, "MemTotal");
     MachineStatus {
-        reported_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-            }),
+        reported_at: crate::schema::now_ms(),
         cpu_percent,
         memory_used_bytes: total.saturating_sub(meminfo_bytes(&meminfo, "MemAvailable")),
         memory_total_bytes: total,

@@ -24,14 +24,17 @@ use tokio::sync::mpsc;
 use self::desired::{Desired, DesiredEntry, TemplateRooms, desired_state, template_room_alias};
 use self::plan::{Action, Memory, Phase, backoff, next_deadline, plan};
 use crate::launcher::ipc::{self, Request, Response, SandboxInfo};
-use crate::launcher::server::admin_put;
 use crate::machine::{MachineIdentity, MachinePaths};
 use crate::matrix::{Client, ConnectOptions, MatrixError, Session, SyncStream};
-use crate::naming::{Localpart, admin_socket_path};
+use crate::naming::Localpart;
 use crate::schema::{
     CREDENTIALS, MACHINE_CONFIG, MACHINE_INFO, MACHINE_STATUS, MachineStatus, Outcome,
     OutcomeMessage, PrincipalState, PrincipalStatus, TEMPLATE, TemplateRef,
 };
+
+/// How long a launcher request may take (a create starts a proxy and a sandbox; a destroy
+/// waits for the grace period).
+const LAUNCHER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A sandbox that ran at least this long before exiting resets its back-off.
 const STABLE_RUN: Duration = Duration::from_secs(60);
@@ -112,10 +115,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let identity_path = config.paths.machine_identity();
-    let identity: MachineIdentity = std::fs::read(&identity_path)
-        .map_err(|error| error.to_string())
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|error| error.to_string()))
-        .map_err(|reason| DaemonError::MachineFile {
+    let identity =
+        MachineIdentity::load(&identity_path).map_err(|reason| DaemonError::MachineFile {
             what: "machine identity",
             path: identity_path.clone(),
             reason,
@@ -225,11 +226,17 @@ impl Daemon {
         self.config.paths.launcher_socket()
     }
 
+    /// One launcher exchange (not `wait-sandbox`, which waiters make): a launcher that does not
+    /// answer within [`LAUNCHER_TIMEOUT`] is treated as unreachable, so the daemon keeps going.
     async fn launcher(&self, request: &Request) -> Result<Response, String> {
-        match ipc::call(&self.socket(), request).await {
-            Ok(Response::Error { message }) => Err(message),
-            Ok(response) => Ok(response),
-            Err(error) => Err(error.to_string()),
+        match tokio::time::timeout(LAUNCHER_TIMEOUT, ipc::call(&self.socket(), request)).await {
+            Ok(Ok(Response::Error { message })) => Err(message),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "the launcher did not answer within {} s",
+                LAUNCHER_TIMEOUT.as_secs()
+            )),
         }
     }
 
@@ -269,7 +276,7 @@ impl Daemon {
                 _ => {}
             }
         }
-        let templates = self.templates(config.as_ref()).await;
+        let templates = self.templates(config.as_ref()).await?;
         Some(desired_state(
             config.as_ref(),
             &credentials,
@@ -278,8 +285,10 @@ impl Daemon {
         ))
     }
 
-    /// Every template in the rooms the assignments point into.
-    async fn templates(&mut self, config: Option<&Value>) -> TemplateRooms {
+    /// Every template in the rooms the assignments point into; `None` when a room exists but
+    /// cannot be read now (the pass is skipped rather than reporting templates as missing). A
+    /// room that does not exist simply contributes no templates.
+    async fn templates(&mut self, config: Option<&Value>) -> Option<TemplateRooms> {
         let mut aliases = vec![self.identity.template_room_alias()];
         let references = config
             .and_then(|content| content["principals"].as_array())
@@ -302,9 +311,10 @@ impl Daemon {
                         self.template_rooms.insert(alias.clone(), room.clone());
                         room
                     }
+                    Err(DaemonError::MissingRoom { .. }) => continue,
                     Err(error) => {
-                        tracing::warn!(%error, %alias, "cannot open a template room");
-                        continue;
+                        tracing::warn!(%error, %alias, "cannot open a template room; will retry");
+                        return None;
                     }
                 },
             };
@@ -322,10 +332,13 @@ impl Daemon {
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, %alias, "cannot read a template room"),
+                Err(error) => {
+                    tracing::warn!(%error, %alias, "cannot read a template room; will retry");
+                    return None;
+                }
             }
         }
-        templates
+        Some(templates)
     }
 
     /// One reconciliation pass.
@@ -380,6 +393,18 @@ impl Daemon {
                 .await;
             }
             Action::Remove(principal) => self.stop(&principal, "removed from machine_config").await,
+            Action::Cleanup(principal) => {
+                let request = Request::DestroySandbox {
+                    principal,
+                    force: true,
+                };
+                if let Err(error) = self.launcher(&request).await {
+                    tracing::warn!(%error, "cannot clean up an exited sandbox; will retry");
+                }
+            }
+            Action::Forget(principal) => {
+                self.memory.remove(&principal);
+            }
             Action::ReportInvalid { principal, reason } => {
                 self.reported.insert(principal.clone(), reason.clone());
                 self.post(Outcome::PrincipalStartFailed { principal, reason })
@@ -424,6 +449,7 @@ impl Daemon {
                         installed_credentials: None,
                         restart_policy: desired.restart_policy,
                         started: Instant::now(),
+                        collected: None,
                     },
                 );
                 if self.reported.get(principal.as_str()) != Some(&reason) {
@@ -438,25 +464,12 @@ impl Daemon {
         }
     }
 
-    /// Takes over a sandbox that runs as desired: pushes its proxy's services, grants and
-    /// credentials (they may have changed while no daemon watched) and waits on it.
+    /// Takes over a sandbox that runs as desired (its services and grants are part of its
+    /// fingerprint, so they match): installs its current credentials, which may have changed
+    /// while no daemon watched, and waits on it.
     async fn adopt(&mut self, desired: Desired, sandbox: SandboxInfo) {
         let principal = desired.create.principal.clone();
         tracing::info!(%principal, pid = sandbox.pid, "adopting a running sandbox");
-        let admin = admin_socket_path(&self.config.paths.run_dir, &principal);
-        for (name, service) in &desired.create.services {
-            if let Ok(body) = serde_json::to_vec(service)
-                && let Err(error) =
-                    admin_put(&admin, &format!("/v1/admin/services/{name}"), body.into()).await
-            {
-                tracing::warn!(%principal, %error, "cannot push a service to the proxy");
-            }
-        }
-        if let Ok(body) = serde_json::to_vec(&desired.create.grants)
-            && let Err(error) = admin_put(&admin, "/v1/admin/grants", body.into()).await
-        {
-            tracing::warn!(%principal, %error, "cannot push grants to the proxy");
-        }
         self.memory
             .insert(principal.clone(), running_memory(&desired, &sandbox));
         self.rotate(&desired, false).await;
@@ -491,9 +504,9 @@ impl Daemon {
                 tracing::warn!(%principal, %reason, "credential rotation failed");
                 if self.reported.get(principal.as_str()) != Some(&reason) {
                     self.reported.insert(principal.to_string(), reason.clone());
-                    self.post(Outcome::PrincipalStartFailed {
-                        principal: principal.to_string(),
-                        reason: format!("rotating its credentials: {reason}"),
+                    self.post(Outcome::CredentialsRotationFailed {
+                        principal: principal.clone(),
+                        reason,
                     })
                     .await;
                 }
@@ -591,6 +604,7 @@ impl Daemon {
                 phase,
                 attempts,
                 installed_credentials: None,
+                collected: Some(pid),
                 ..memory
             },
         );
@@ -598,25 +612,30 @@ impl Daemon {
         true
     }
 
-    async fn publish_info(&self) {
-        let info = host::machine_info();
-        match serde_json::to_value(&info) {
-            Ok(content) => {
-                if let Err(error) = self
-                    .client
-                    .state_put(
-                        &self.machine_room,
-                        MACHINE_INFO,
-                        self.identity.machine.as_str(),
-                        &content,
-                    )
-                    .await
-                {
-                    tracing::warn!(%error, "cannot publish machine_info");
-                }
-            }
-            Err(error) => tracing::error!(%error, "cannot encode machine_info"),
+    /// Publishes one of the machine's own state events in the fleet's machine room (state
+    /// key: the machine's localpart).
+    async fn put_machine_state(&self, event_type: &str, content: Result<Value, serde_json::Error>) {
+        let content = match content {
+            Ok(content) => content,
+            Err(error) => return tracing::error!(%error, event_type, "cannot encode"),
+        };
+        if let Err(error) = self
+            .client
+            .state_put(
+                &self.machine_room,
+                event_type,
+                self.identity.machine.as_str(),
+                &content,
+            )
+            .await
+        {
+            tracing::warn!(%error, event_type, "cannot publish");
         }
+    }
+
+    async fn publish_info(&self) {
+        self.put_machine_state(MACHINE_INFO, serde_json::to_value(host::machine_info()))
+            .await;
     }
 
     async fn publish_status(&mut self) {
@@ -640,23 +659,8 @@ impl Daemon {
             principals,
             ..host::machine_status(&mut self.cpu)
         };
-        match serde_json::to_value(&status) {
-            Ok(content) => {
-                if let Err(error) = self
-                    .client
-                    .state_put(
-                        &self.machine_room,
-                        MACHINE_STATUS,
-                        self.identity.machine.as_str(),
-                        &content,
-                    )
-                    .await
-                {
-                    tracing::warn!(%error, "cannot publish machine_status");
-                }
-            }
-            Err(error) => tracing::error!(%error, "cannot encode machine_status"),
-        }
+        self.put_machine_state(MACHINE_STATUS, serde_json::to_value(&status))
+            .await;
     }
 }
 
@@ -672,5 +676,6 @@ fn running_memory(desired: &Desired, sandbox: &SandboxInfo) -> Memory {
             .map(|bundle| bundle.ciphertext.clone()),
         restart_policy: desired.restart_policy,
         started: Instant::now(),
+        collected: None,
     }
 }

@@ -46,6 +46,9 @@ pub struct Memory {
     pub restart_policy: RestartPolicy,
     /// When its current sandbox started (a long run resets the back-off).
     pub started: Instant,
+    /// The sandbox whose exit was already reported (its record may outlive the report when
+    /// the launcher could not be reached to clean it up).
+    pub collected: Option<u32>,
 }
 
 /// One step towards the desired state.
@@ -62,6 +65,11 @@ pub enum Action {
     RotateCredentials(Box<Desired>),
     /// It exited while nobody was waiting: collect and report the exit.
     CollectExit(Box<Desired>, SandboxInfo),
+    /// Its exit was reported but the launcher still holds the record: clean up, silently.
+    Cleanup(Localpart),
+    /// The daemon remembers a principal that is neither assigned (validly) nor running:
+    /// forget it (no more back-off timers or status for it).
+    Forget(Localpart),
     /// It is no longer assigned: stop it.
     Remove(Localpart),
     /// It cannot start: report why.
@@ -116,8 +124,12 @@ pub fn plan(
             Some(sandbox) if sandbox.exit_code.is_some() => {
                 let waiting = remembered
                     .is_some_and(|memory| memory.phase == Phase::Running { pid: sandbox.pid });
+                let collected =
+                    remembered.is_some_and(|memory| memory.collected == Some(sandbox.pid));
                 // When the daemon waits on it, the waiter reports the exit.
-                if !waiting {
+                if collected {
+                    actions.push(Action::Cleanup(principal.clone()));
+                } else if !waiting {
                     actions.push(Action::CollectExit(desired.clone(), sandbox.clone()));
                 }
             }
@@ -157,6 +169,15 @@ pub fn plan(
             .any(|entry| entry.principal_name() == sandbox.principal.as_str());
         if !still_named {
             actions.push(Action::Remove(sandbox.principal.clone()));
+        }
+    }
+    for principal in memory.keys() {
+        let ready = desired.iter().any(|entry| {
+            matches!(entry, DesiredEntry::Ready(desired) if desired.create.principal == *principal)
+        });
+        let running = actual.iter().any(|sandbox| sandbox.principal == *principal);
+        if !ready && !running {
+            actions.push(Action::Forget(principal.clone()));
         }
     }
     actions
@@ -219,6 +240,7 @@ mod tests {
             installed_credentials: None,
             restart_policy: RestartPolicy::OnFailure,
             started: Instant::now(),
+            collected: None,
         }
     }
 
@@ -367,6 +389,36 @@ mod tests {
                 now
             )),
             ["RotateCredentials"]
+        );
+    }
+
+    #[test]
+    fn a_reported_exit_is_cleaned_up_silently_and_unassigned_memory_is_forgotten() {
+        let now = Instant::now();
+        let mut exited = running("a/x", "h", 10);
+        exited.exit_code = Some(3);
+        let mut collected = remembered("h", Phase::Stopped);
+        collected.collected = Some(10);
+        let memory = BTreeMap::from([(name("a/x"), collected)]);
+        assert_eq!(
+            kinds(&plan(
+                &[ready("a/x", "h")],
+                &[exited],
+                &memory,
+                &BTreeMap::new(),
+                now
+            )),
+            ["Cleanup"]
+        );
+        // Removed while backing off: forgotten, so no timer fires for it any more.
+        let later = now + Duration::from_secs(5);
+        let backing_off = BTreeMap::from([(
+            name("a/gone"),
+            remembered("h", Phase::BackOff { until: later }),
+        )]);
+        assert_eq!(
+            kinds(&plan(&[], &[], &backing_off, &BTreeMap::new(), now)),
+            ["Forget"]
         );
     }
 

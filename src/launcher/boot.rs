@@ -28,10 +28,7 @@ pub async fn boot(
                 "this machine is already provisioned; ignoring --bootstrap-file"
             );
         }
-        let identity: MachineIdentity = std::fs::read(&identity_path)
-            .map_err(|error| error.to_string())
-            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|error| error.to_string()))
-            .map_err(|reason| format!("{}: {reason}", identity_path.display()))?;
+        let identity = MachineIdentity::load(&identity_path)?;
         let key = MachineKey::load(&paths.machine_key()).map_err(|error| error.to_string())?;
         return Ok((identity, key));
     }
@@ -73,8 +70,8 @@ async fn first_boot(
         .await
         .map_err(|error| {
             format!(
-                "logging in as {}: {error}\nHint: a bootstrap file works once; provision the \
-                 machine again if it was used",
+                "logging in as {}: {error}\nHint: the password in the bootstrap file does not \
+                 (or no longer) match the machine's account; provision the machine again",
                 identity.user_id()
             )
         })?;

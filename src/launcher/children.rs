@@ -33,15 +33,22 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// Watches a child this launcher just spawned.
-    pub fn spawned(child: Child) -> std::io::Result<Self> {
+    /// Watches a child just spawned; if it cannot be watched it is killed and reaped, so no
+    /// process is ever left running untracked. `what` names it in the error.
+    pub fn spawned_or_killed(mut child: Child, what: &str) -> Result<Self, String> {
         let pid = child.id();
-        let pidfd = open_pidfd(pid)?;
-        Ok(Self {
-            pid,
-            pidfd: register(pidfd)?,
-            child: Mutex::new(Some(child)),
-        })
+        match open_pidfd(pid).and_then(register) {
+            Ok(pidfd) => Ok(Self {
+                pid,
+                pidfd,
+                child: Mutex::new(Some(child)),
+            }),
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("watching {what} (pid {pid}): {error}"))
+            }
+        }
     }
 
     /// Adopts a process a previous launcher spawned; `None` when it is gone or its start time
@@ -230,11 +237,11 @@ mod tests {
             .args(["-c", "exit 3"])
             .spawn()
             .unwrap();
-        let watched = Watched::spawned(child).unwrap();
+        let watched = Watched::spawned_or_killed(child, "a test child").unwrap();
         assert_eq!(watched.exited(None).await, 3);
 
         let child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
-        let watched = Watched::spawned(child).unwrap();
+        let watched = Watched::spawned_or_killed(child, "a test child").unwrap();
         watched.signal(Signal::KILL).unwrap();
         assert_eq!(watched.exited(None).await, 137);
 

@@ -7,10 +7,10 @@
 //! values exist only in this process (decrypted, in [`Secret`]s) and in the proxy; they are
 //! written to the proxy's stdin pipe and to its admin socket, never to a file or argv.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rustix::process::Signal;
@@ -26,12 +26,9 @@ use crate::naming::{Localpart, admin_socket_path, proxy_socket_path};
 use crate::proxy::payload::Grant;
 use crate::proxy::service::ServiceConfig;
 use crate::proxy_call::{self, ProxyRequest};
-use crate::schema::Credentials;
+use crate::schema::{Credentials, MATRIX_TOKEN_CREDENTIAL, now_ms};
 use crate::sealed::{self, MachineKey};
 use crate::secret::{Secret, zeroize};
-
-/// The credential whose value becomes the proxy's Matrix identity (the principal's own token).
-pub const MATRIX_TOKEN_CREDENTIAL: &str = "MATRIX_ACCESS_TOKEN";
 
 /// How long a new proxy may take to open its sockets.
 const PROXY_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,14 +76,25 @@ struct StateRecord {
 pub struct Launcher {
     config: LauncherConfig,
     table: Mutex<BTreeMap<Localpart, Entry>>,
+    /// Principals a create or destroy is working on (across its awaits): a second request for
+    /// the same principal is refused rather than interleaved.
+    busy: Mutex<BTreeSet<Localpart>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+/// Marks a principal busy until dropped.
+struct BusyGuard<'a> {
+    launcher: &'a Launcher,
+    principal: Localpart,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.launcher
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.principal);
+    }
 }
 
 fn error(message: impl Into<String>) -> Response {
@@ -101,6 +109,7 @@ impl Launcher {
         let launcher = Arc::new(Self {
             config,
             table: Mutex::new(BTreeMap::new()),
+            busy: Mutex::new(BTreeSet::new()),
         });
         launcher.adopt_from_state_file();
         launcher
@@ -112,6 +121,26 @@ impl Launcher {
         self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Claims `principal` for one create or destroy; `Err` (a response) when another is under
+    /// way.
+    fn claim(&self, principal: &Localpart) -> Result<BusyGuard<'_>, Response> {
+        let fresh = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(principal.clone());
+        if fresh {
+            Ok(BusyGuard {
+                launcher: self,
+                principal: principal.clone(),
+            })
+        } else {
+            Err(error(format!(
+                "another request for {principal} is under way; retry when it is done"
+            )))
+        }
     }
 
     fn status_file(&self, principal: &Localpart) -> PathBuf {
@@ -192,6 +221,10 @@ impl Launcher {
 
     async fn create(self: &Arc<Self>, create: CreateSandbox) -> Response {
         let principal = create.principal.clone();
+        let _busy = match self.claim(&principal) {
+            Ok(guard) => guard,
+            Err(refusal) => return refusal,
+        };
         let stale = {
             let table = self.table();
             match table.get(&principal) {
@@ -207,7 +240,7 @@ impl Launcher {
         };
         if stale {
             // An exited sandbox nobody destroyed yet: clear its proxy before starting anew.
-            self.destroy(&principal, true).await;
+            self.destroy_claimed(&principal, true).await;
         }
         match self.start(&create).await {
             Ok(entry) => {
@@ -308,22 +341,48 @@ impl Launcher {
                 return Err(format!("starting its proxy: {spawn_error}"));
             }
         };
-        let written = child.stdin.take().map(|mut stdin| {
-            use std::io::Write;
-            stdin.write_all(&payload)
-        });
+        let stdin = child.stdin.take();
+        let watched = match Watched::spawned_or_killed(child, "its proxy") {
+            Ok(watched) => watched,
+            Err(message) => {
+                zeroize(&mut payload);
+                return Err(message);
+            }
+        };
+        // Written without blocking the launcher's one thread: a proxy that does not read its
+        // stdin must not freeze every other request.
+        let written = match stdin {
+            Some(stdin) => {
+                tokio::time::timeout(PROXY_START_TIMEOUT, write_payload(stdin, &payload)).await
+            }
+            None => Ok(Err(std::io::Error::other("no stdin pipe"))),
+        };
         zeroize(&mut payload);
-        let watched = Watched::spawned(child)
-            .map_err(|io_error| format!("watching its proxy: {io_error}"))?;
-        if let Some(Err(write_error)) = written {
+        let write_error = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(io_error)) => Some(io_error.to_string()),
+            Err(_) => Some("it did not read it in time".to_owned()),
+        };
+        if let Some(write_error) = write_error {
             let _ = watched.signal(Signal::KILL);
             watched.exited(None).await;
             return Err(format!("handing the payload to its proxy: {write_error}"));
         }
         let deadline = tokio::time::Instant::now() + PROXY_START_TIMEOUT;
         // The proxy binds both sockets before it serves either; poll until the admin socket
-        // answers (a fresh proxy takes a few milliseconds) or the proxy gives up.
+        // answers (a fresh proxy takes a few milliseconds) or the proxy gives up. An exited
+        // proxy is checked first, so a stale socket can never pass for the new proxy's.
         loop {
+            if has_exited(watched.pid) || tokio::time::Instant::now() > deadline {
+                let _ = watched.signal(Signal::KILL);
+                watched.exited(None).await;
+                return Err(format!(
+                    "its proxy did not open {} ({}): {}",
+                    admin.display(),
+                    log.display(),
+                    last_lines(&log).join(" | ")
+                ));
+            }
             if UnixStream::connect(&admin).await.is_ok() && socket.exists() {
                 // The proxy's agent socket is 0600: hand it to the user the sandbox runs as.
                 if let Some((uid, gid)) = self.config.host_ids {
@@ -339,17 +398,6 @@ impl Launcher {
                     }
                 }
                 return Ok(watched);
-            }
-            let exited = has_exited(watched.pid);
-            if exited || tokio::time::Instant::now() > deadline {
-                let _ = watched.signal(Signal::KILL);
-                watched.exited(None).await;
-                return Err(format!(
-                    "its proxy did not open {} ({}): {}",
-                    admin.display(),
-                    log.display(),
-                    last_lines(&log).join(" | ")
-                ));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -383,6 +431,7 @@ impl Launcher {
             payload_file,
             bureau_binary: &self.config.bureau_binary,
             host_ids: self.config.host_ids,
+            protected: &[&self.config.paths.state_dir, &self.config.paths.run_dir],
         })
         .map_err(|spec_error| spec_error.to_string())?;
         let spec_file = principal_dir.join("spec.json");
@@ -404,8 +453,7 @@ impl Launcher {
             .spawn()
             .map_err(|spawn_error| format!("starting its sandbox: {spawn_error}"))?;
         let start_time = process_start_time(child.id()).unwrap_or(0);
-        let watched = Watched::spawned(child)
-            .map_err(|io_error| format!("watching its sandbox: {io_error}"))?;
+        let watched = Watched::spawned_or_killed(child, "its sandbox")?;
         Ok((watched, start_time))
     }
 
@@ -436,19 +484,42 @@ impl Launcher {
             launcher.save_state();
             let _ = exit_sender.send(Some((exit_code, lines)));
         });
+        // A sandbox without its proxy is cut off from everything: when the proxy dies first,
+        // stop the sandbox, so its exit takes the normal path (report, restart policy).
+        let proxy = Arc::new(proxy);
+        let (watched_proxy, signals, exited) =
+            (Arc::clone(&proxy), Arc::clone(&sandbox), exit.clone());
+        let principal = info.principal.clone();
+        tokio::spawn(async move {
+            let status = watched_proxy.exited(None).await;
+            if exited.borrow().is_none() {
+                tracing::warn!(%principal, status, "the proxy exited; stopping its sandbox");
+                let _ = signals.signal(Signal::TERM);
+            }
+        });
         Entry {
             info,
             sandbox_start_time,
             proxy_start_time,
             exit,
             sandbox: Some(sandbox),
-            proxy: Some(Arc::new(proxy)),
+            proxy: Some(proxy),
         }
     }
 
     async fn destroy(self: &Arc<Self>, principal: &Localpart, force: bool) -> Response {
-        let Some((sandbox, proxy, mut exit)) = self.table().get(principal).map(|entry| {
+        let _busy = match self.claim(principal) {
+            Ok(guard) => guard,
+            Err(refusal) => return refusal,
+        };
+        self.destroy_claimed(principal, force).await
+    }
+
+    /// [`destroy`](Self::destroy) for a caller that holds the principal's claim.
+    async fn destroy_claimed(&self, principal: &Localpart, force: bool) -> Response {
+        let Some((pid, sandbox, proxy, mut exit)) = self.table().get(principal).map(|entry| {
             (
+                entry.info.pid,
                 entry.sandbox.clone(),
                 entry.proxy.clone(),
                 entry.exit.clone(),
@@ -473,7 +544,15 @@ impl Launcher {
         }
         self.stop_proxy(principal, proxy.as_deref()).await;
         let (exit_code, last_lines) = exit.borrow().clone().unwrap_or((255, Vec::new()));
-        self.table().remove(principal);
+        {
+            let mut table = self.table();
+            if table
+                .get(principal)
+                .is_some_and(|entry| entry.info.pid == pid)
+            {
+                table.remove(principal);
+            }
+        }
         self.save_state();
         Response::Exited {
             exit_code,
@@ -570,19 +649,15 @@ impl Launcher {
         };
         values.remove(MATRIX_TOKEN_CREDENTIAL);
         let key_names: Vec<String> = values.keys().cloned().collect();
-        let mut body = match encode_credentials_json(&values) {
+        let body = match encode_credentials_json(&values) {
             Ok(body) => body,
             Err(message) => return error(message),
         };
+        drop(values);
         let admin = admin_socket_path(&self.config.paths.run_dir, principal);
-        let result = admin_put(
-            &admin,
-            "/v1/admin/credentials",
-            Bytes::copy_from_slice(&body),
-        )
-        .await;
-        zeroize(&mut body);
-        match result {
+        // The one buffer goes to the request as is and is zeroed when the request drops it.
+        let body = Bytes::from_owner(SecretBody(Secret::new(body)));
+        match admin_put(&admin, "/v1/admin/credentials", body).await {
             Ok(()) => Response::KeyNames { key_names },
             Err(message) => error(format!("rotating {principal}'s credentials: {message}")),
         }
@@ -672,6 +747,15 @@ impl Launcher {
     }
 }
 
+/// Writes the proxy's payload to its stdin pipe (non-blocking) and closes it.
+async fn write_payload(stdin: std::process::ChildStdin, payload: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut pipe =
+        tokio::net::unix::pipe::Sender::from_owned_fd(std::os::fd::OwnedFd::from(stdin))?;
+    pipe.write_all(payload).await?;
+    pipe.shutdown().await
+}
+
 /// Overwrites `path` in place (same inode): a bind mount of the file sees the new contents.
 fn write_in_place(path: &Path, contents: &[u8]) -> Result<(), String> {
     use std::io::Write;
@@ -722,12 +806,41 @@ fn encode_proxy_payload(
             value.expose_str().ok_or_else(|| not_text(name))?,
         );
     }
-    minicbor_serde::to_vec(&PayloadWire {
+    // Sized up front so the buffer never grows (a reallocation would leave a copy of the
+    // secrets in freed memory).
+    let mut buffer = Vec::with_capacity(secret_capacity(credentials) + 1024 + grants.len() * 256);
+    let mut serializer = minicbor_serde::Serializer::new(&mut buffer);
+    let encoded = PayloadWire {
         identity,
         credentials: values,
         grants,
-    })
-    .map_err(|cbor| format!("encoding the proxy payload: {cbor}"))
+    }
+    .serialize(&mut serializer);
+    match encoded {
+        Ok(()) => Ok(buffer),
+        Err(cbor) => {
+            zeroize(&mut buffer);
+            Err(format!("encoding the proxy payload: {cbor}"))
+        }
+    }
+}
+
+/// Room for every credential's name and value, with JSON or CBOR framing and escaping.
+fn secret_capacity(values: &BTreeMap<String, Secret>) -> usize {
+    values
+        .iter()
+        .map(|(name, value)| name.len() + value.len() * 6 + 16)
+        .sum::<usize>()
+        + 4096
+}
+
+/// Secret bytes handed to hyper as a request body: zeroed when the request drops them.
+struct SecretBody(Secret);
+
+impl AsRef<[u8]> for SecretBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.expose()
+    }
 }
 
 /// `{"NAME": "value", …}` for the proxy's credential rotation. The caller zeroizes the result.
@@ -741,7 +854,14 @@ fn encode_credentials_json(values: &BTreeMap<String, Secret>) -> Result<Vec<u8>,
                 .ok_or_else(|| format!("credential {name} is not UTF-8 text"))?,
         );
     }
-    serde_json::to_vec(&map).map_err(|json| json.to_string())
+    let mut buffer = Vec::with_capacity(secret_capacity(values));
+    match serde_json::to_writer(&mut buffer, &map) {
+        Ok(()) => Ok(buffer),
+        Err(json) => {
+            zeroize(&mut buffer);
+            Err(json.to_string())
+        }
+    }
 }
 
 /// `PUT path` with a JSON body on a proxy's admin socket; a non-2xx answer is an error carrying

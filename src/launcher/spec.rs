@@ -99,6 +99,9 @@ pub struct SpecInputs<'a> {
     pub bureau_binary: &'a Path,
     /// The host uid and gid the sandbox's user maps to (`None`: the caller's own).
     pub host_ids: Option<(u32, u32)>,
+    /// Host directories no template may mount: the launcher's state (keys, session) and run
+    /// directory (its socket, every principal's admin socket).
+    pub protected: &'a [&'a Path],
 }
 
 /// Why a template cannot become a sandbox spec. Every message names the principal.
@@ -172,6 +175,28 @@ pub enum SpecBuildError {
         path: PathBuf,
     },
 
+    /// A mount source at or under a directory only the launcher may use.
+    ///
+    /// Example: → `principal acme/agent/pm: filesystem[2].source /var/lib/bureau/machine.key is
+    /// inside /var/lib/bureau, which holds the machine's keys and sockets; no template may mount
+    /// it`.
+    #[error(
+        "principal {principal}: {field} {} is inside {}, which holds the machine's keys and \
+         sockets; no template may mount it",
+        path.display(),
+        protected.display()
+    )]
+    ProtectedSource {
+        /// The principal.
+        principal: Localpart,
+        /// The field.
+        field: String,
+        /// The source after expansion.
+        path: PathBuf,
+        /// The protected directory it is in.
+        protected: PathBuf,
+    },
+
     /// A mount source whose existence cannot be checked.
     ///
     /// Example: → `principal acme/agent/pm: filesystem[1].source /srv/private/x cannot be
@@ -232,6 +257,7 @@ pub enum SpecBuildError {
 ///     payload_file: Path::new("/var/lib/bureau/principals/acme/fleet/prod/agent/pm/payload.json"),
 ///     bureau_binary: Path::new("/usr/bin/bureau"),
 ///     host_ids: None,
+///     protected: &[Path::new("/var/lib/bureau"), Path::new("/run/bureau")],
 /// })?;
 /// assert_eq!(spec.hostname, "pm");
 /// assert_eq!(spec.environment["BUREAU_FLEET"], "acme/fleet/prod");
@@ -359,6 +385,26 @@ fn sandbox_mount(
     };
     let field = format!("filesystem[{index}].source");
     let source = expand_source(inputs, &field, source)?;
+    // Compared after resolving symlinks (a link into the state directory is refused too), and
+    // also as written (a source that does not exist yet cannot be resolved).
+    let resolved = std::fs::canonicalize(&source).unwrap_or_else(|_| source.clone());
+    for protected in inputs.protected {
+        let protected_resolved =
+            std::fs::canonicalize(protected).unwrap_or_else(|_| protected.to_path_buf());
+        let inside =
+            |path: &Path| path.starts_with(protected) || path.starts_with(&protected_resolved);
+        // A source that contains a protected directory (such as `/`) exposes it as well.
+        let contains =
+            |path: &Path| protected.starts_with(path) || protected_resolved.starts_with(path);
+        if inside(&source) || inside(&resolved) || contains(&source) || contains(&resolved) {
+            return Err(SpecBuildError::ProtectedSource {
+                principal: inputs.principal.clone(),
+                field,
+                path: source,
+                protected: protected.to_path_buf(),
+            });
+        }
+    }
     match std::fs::metadata(&source) {
         Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -501,6 +547,7 @@ mod tests {
         proxy_socket: PathBuf,
         payload_file: PathBuf,
         bureau_binary: PathBuf,
+        protected: PathBuf,
     }
 
     fn fixture() -> Fixture {
@@ -520,8 +567,37 @@ mod tests {
             proxy_socket: root.join("run/acme/fleet/prod/agent/pm.proxy.sock"),
             payload_file: root.join("state/principals/acme/fleet/prod/agent/pm/payload.json"),
             bureau_binary: root.join("bin/bureau"),
+            protected: root.join("state"),
             root,
             _directory: directory,
+        }
+    }
+
+    #[test]
+    fn the_launchers_own_directories_cannot_be_mounted() {
+        let fixture = fixture();
+        std::fs::create_dir_all(fixture.root.join("state/keys")).unwrap();
+        std::fs::create_dir_all(fixture.root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(
+            fixture.root.join("state"),
+            fixture.root.join("elsewhere/link"),
+        )
+        .unwrap();
+        for source in [
+            fixture.root.join("state/keys"),
+            fixture.root.join("elsewhere/link"),
+            fixture.root.clone(),
+        ] {
+            let mounts = vec![TemplateMount::Ro {
+                source: source.display().to_string(),
+                destination: "/data".to_owned(),
+                optional: false,
+            }];
+            let error = fixture.build(&template(mounts)).unwrap_err();
+            assert!(
+                matches!(error, SpecBuildError::ProtectedSource { .. }),
+                "{source:?}: {error}"
+            );
         }
     }
 
@@ -544,6 +620,7 @@ mod tests {
                 payload_file: &self.payload_file,
                 bureau_binary: &self.bureau_binary,
                 host_ids,
+                protected: &[self.protected.as_path()],
             })
         }
     }

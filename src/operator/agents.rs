@@ -15,23 +15,17 @@ use serde_json::{Map, Value};
 
 use super::Operator;
 use super::accounts::{ExistingAccount, create_account, random_password};
-use super::credentials::{fetch_machine_key, seal_and_publish};
+use super::credentials::{fetch_machine_key, json_kind, seal_and_publish};
 use super::error::{MatrixContext, OperatorError};
 use super::rooms::{invite_once, machine_config_state_key, membership, read_state, require_room};
 use super::templates::resolve_template;
 use crate::machine::{MachineIdentity, parse_machine_name};
 use crate::naming::Localpart;
 use crate::schema::{
-    Authorization, CREDENTIALS, Grant, MACHINE_CONFIG, PrincipalAssignment, RestartPolicy,
-    TemplateRef,
+    Authorization, CREDENTIALS, Grant, MACHINE_CONFIG, MATRIX_TOKEN_CREDENTIAL,
+    PrincipalAssignment, RestartPolicy, TemplateRef,
 };
 use crate::secret::Secret;
-
-/// The credential that carries the principal's own Matrix access token; the launcher hands it
-/// to the principal's proxy as its Matrix identity (the launcher's `MATRIX_TOKEN_CREDENTIAL`).
-///
-/// Example: the bundle of every principal made by `agent create` lists `MATRIX_ACCESS_TOKEN`.
-pub const PRINCIPAL_TOKEN_CREDENTIAL: &str = crate::launcher::server::MATRIX_TOKEN_CREDENTIAL;
 
 /// Parses `--grant ACTION[,ACTION…][=TARGET,…]` into a [`Grant`]; a grant without `=` covers
 /// actions that have no target.
@@ -98,7 +92,7 @@ pub struct AgentSpec {
     pub restart_policy: RestartPolicy,
     /// What it may do.
     pub grants: Vec<Grant>,
-    /// Credentials sealed with its Matrix token (not [`PRINCIPAL_TOKEN_CREDENTIAL`]).
+    /// Credentials sealed with its Matrix token (not [`MATRIX_TOKEN_CREDENTIAL`]).
     pub credentials: BTreeMap<String, Secret>,
 }
 
@@ -155,9 +149,9 @@ pub async fn create_agent(
             principal.as_str()
         )));
     }
-    if credentials.contains_key(PRINCIPAL_TOKEN_CREDENTIAL) {
+    if credentials.contains_key(MATRIX_TOKEN_CREDENTIAL) {
         return Err(OperatorError::Invalid(format!(
-            "credentials: {PRINCIPAL_TOKEN_CREDENTIAL} is the principal's own Matrix token, set \
+            "credentials: {MATRIX_TOKEN_CREDENTIAL} is the principal's own Matrix token, set \
              by `agent create`; remove it from the credentials file"
         )));
     }
@@ -195,7 +189,7 @@ pub async fn create_agent(
         .required_credentials
         .iter()
         .map(String::as_str)
-        .filter(|name| *name != PRINCIPAL_TOKEN_CREDENTIAL && !credentials.contains_key(*name))
+        .filter(|name| *name != MATRIX_TOKEN_CREDENTIAL && !credentials.contains_key(*name))
         .collect();
     if !missing.is_empty() {
         return Err(OperatorError::Invalid(format!(
@@ -221,7 +215,7 @@ pub async fn create_agent(
         .access_token()
         .map(Secret::duplicate)
         .ok_or(OperatorError::NotLoggedIn)?;
-    credentials.insert(PRINCIPAL_TOKEN_CREDENTIAL.to_owned(), token);
+    credentials.insert(MATRIX_TOKEN_CREDENTIAL.to_owned(), token);
     let published =
         seal_and_publish(operator, machine, &machine_key, &principal, &credentials).await?;
     drop(credentials);
@@ -249,14 +243,14 @@ pub async fn create_agent(
     })
 }
 
-/// A machine's `m.bureau.machine_config` as read for one edit: the assignments stay raw JSON,
-/// so a malformed assignment elsewhere (which the daemon reports on its own) neither blocks
-/// the edit nor is lost by it.
-struct RawConfig {
-    /// The whole content (other fields are written back as they were).
-    content: Map<String, Value>,
-    /// Its `principals`.
-    principals: Vec<Value>,
+/// A machine's `m.bureau.machine_config` as read for an edit or a listing: the assignments stay
+/// raw JSON, so a malformed assignment (which the daemon reports on its own) neither blocks an
+/// edit of another principal, nor is lost by it, nor hides the others from `bureau list`.
+pub(super) struct RawConfig {
+    /// The whole content but `principals` (written back as it was).
+    pub(super) content: Map<String, Value>,
+    /// Its `principals`, each as written.
+    pub(super) principals: Vec<Value>,
 }
 
 impl RawConfig {
@@ -267,29 +261,67 @@ impl RawConfig {
             .retain(|existing| existing["principal"].as_str() != Some(principal.as_str()));
         self.principals.len() != before
     }
+
+    /// The template `principal`'s assignment names, as written (`None` when it has no
+    /// assignment or the assignment names no template).
+    ///
+    /// Example: `{"principals": [{"principal": "acme/agent/pm", "template": "claude"}]}`,
+    /// `acme/agent/pm` → `Some("claude")`.
+    pub(super) fn template_of(&self, principal: &Localpart) -> Option<&str> {
+        self.principals
+            .iter()
+            .find(|existing| existing["principal"].as_str() == Some(principal.as_str()))
+            .and_then(|existing| existing["template"].as_str())
+    }
 }
 
-async fn read_config(
+/// Reads `machine`'s `m.bureau.machine_config` from its config room; no event (or an empty
+/// content) is an empty config. Refuses a content that is not a JSON object, or whose
+/// `principals` is not an array, rather than treating it as empty (an edit would overwrite it).
+///
+/// Example: `{"principals": [{"principal": "acme/agent/pm", "template": 7}]}` → one raw
+/// assignment; `[]` → `Err(m.bureau.machine_config "" in #…box1:bureau.local: the content is an
+/// array, not a JSON object …)`.
+pub(super) async fn read_config(
     operator: &Operator,
     machine: &MachineIdentity,
     config_room: &ruma::OwnedRoomId,
     config_alias: &str,
 ) -> Result<RawConfig, OperatorError> {
+    let state_key = machine_config_state_key(machine);
     let content: Option<Value> = read_state(
         operator,
         config_room,
         config_alias,
         MACHINE_CONFIG,
-        machine_config_state_key(machine),
+        state_key,
     )
     .await?;
+    let bad_event = |reason: String| OperatorError::BadEvent {
+        event: format!("{MACHINE_CONFIG} {state_key:?}"),
+        room: config_alias.to_owned(),
+        reason,
+    };
     let mut content = match content {
+        None => Map::new(),
         Some(Value::Object(content)) => content,
-        _ => Map::new(),
+        Some(other) => {
+            return Err(bad_event(format!(
+                "the content is {}, not a JSON object like {{\"principals\": […]}}; nothing \
+                 was changed",
+                json_kind(&other)
+            )));
+        }
     };
     let principals = match content.remove("principals") {
+        None => Vec::new(),
         Some(Value::Array(principals)) => principals,
-        _ => Vec::new(),
+        Some(other) => {
+            return Err(bad_event(format!(
+                "its \"principals\" is {}, not an array of assignments; nothing was changed",
+                json_kind(&other)
+            )));
+        }
     };
     Ok(RawConfig {
         content,

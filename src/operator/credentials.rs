@@ -5,7 +5,9 @@
 //! Invariant: credential values exist only in [`Secret`]s and in the sealed ciphertext; what is
 //! returned and printed is the key names. Input errors name the credential, never its value.
 //! Publishing replaces the principal's whole bundle (the launcher decrypts one bundle per
-//! principal), so it must hold every credential the principal needs.
+//! principal), so it must hold every credential the principal needs; a bundle that carries the
+//! principal's Matrix token (made by `agent create`) is not replaced by one without it unless the
+//! operator says so ([`ExistingMatrixToken::Drop`]).
 
 use std::collections::BTreeMap;
 
@@ -13,11 +15,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Operator;
+use super::agents::read_config;
 use super::error::{MatrixContext, OperatorError};
 use super::rooms::{read_state, require_room};
 use crate::machine::MachineIdentity;
 use crate::naming::Localpart;
-use crate::schema::{CREDENTIALS, Credentials, MACHINE_KEY, MachineKey, is_credential_name};
+use crate::schema::{
+    CREDENTIALS, Credentials, MACHINE_KEY, MATRIX_TOKEN_CREDENTIAL, MachineKey, is_credential_name,
+};
 use crate::secret::{Secret, zeroize};
 
 /// Parses a credentials file: a flat JSON object of `NAME` → string. The input buffer is zeroed
@@ -93,7 +98,9 @@ pub fn parse_credential_values(
 }
 
 /// How a JSON value's kind reads in an error message (never the value itself).
-fn json_kind(value: &Value) -> &'static str {
+///
+/// Example: `98765` → `a number`; `[]` → `an array`.
+pub(super) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -209,16 +216,34 @@ pub async fn seal_and_publish(
     })
 }
 
+/// What [`provision_credentials`] does when the principal's current bundle carries its Matrix
+/// token ([`MATRIX_TOKEN_CREDENTIAL`], sealed there by `agent create`) and the new values do
+/// not: replacing the bundle would take the principal's Matrix identity away at its next
+/// restart.
+///
+/// Example: `bureau credential provision` → `Refuse`; with `--drop-matrix-token` → `Drop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingMatrixToken {
+    /// Refuse, saying how to change an agent's credentials instead (`agent create`).
+    Refuse,
+    /// Replace the bundle anyway.
+    Drop,
+}
+
 /// `bureau credential provision`: reads the machine's key (refusing when it has none yet) and
-/// publishes `values` sealed to it as `principal`'s bundle, replacing any earlier one.
+/// publishes `values` sealed to it as `principal`'s bundle, replacing any earlier one — unless
+/// the earlier one carries the principal's Matrix token and `values` does not, which
+/// `existing_token` decides. Only the earlier bundle's `key_names` (public) are read.
 ///
 /// Example: box1 whose launcher published its key, principal `acme/agent/pm`, values
-/// `{"OPENAI_API_KEY": …}` → `key_names: ["OPENAI_API_KEY"]`.
+/// `{"OPENAI_API_KEY": …}` → `key_names: ["OPENAI_API_KEY"]`; the same after `agent create
+/// acme/agent/pm` with [`ExistingMatrixToken::Refuse`] → `Err(… carries its Matrix token …)`.
 pub async fn provision_credentials(
     operator: &Operator,
     machine: &MachineIdentity,
     principal: &Localpart,
     values: &BTreeMap<String, Secret>,
+    existing_token: ExistingMatrixToken,
 ) -> Result<ProvisionedCredentials, OperatorError> {
     if values.is_empty() {
         return Err(OperatorError::Invalid(
@@ -228,7 +253,66 @@ pub async fn provision_credentials(
         ));
     }
     let machine_key = fetch_machine_key(operator, machine).await?;
+    if existing_token == ExistingMatrixToken::Refuse
+        && !values.contains_key(MATRIX_TOKEN_CREDENTIAL)
+    {
+        refuse_dropping_matrix_token(operator, machine, principal).await?;
+    }
     seal_and_publish(operator, machine, &machine_key, principal, values).await
+}
+
+/// Fails when `principal`'s current bundle lists [`MATRIX_TOKEN_CREDENTIAL`] in its
+/// `key_names`, with the `agent create` command that changes its credentials instead.
+async fn refuse_dropping_matrix_token(
+    operator: &Operator,
+    machine: &MachineIdentity,
+    principal: &Localpart,
+) -> Result<(), OperatorError> {
+    let config_alias = machine.config_room_alias();
+    let config_room = require_room(operator, &config_alias, || {
+        format!(
+            "provision the machine first: `bureau machine provision {}`",
+            machine.machine
+        )
+    })
+    .await?;
+    let current: Option<Value> = read_state(
+        operator,
+        &config_room,
+        &config_alias,
+        CREDENTIALS,
+        principal.as_str(),
+    )
+    .await?;
+    let carries_token = current
+        .as_ref()
+        .and_then(|bundle| bundle.get("key_names"))
+        .and_then(Value::as_array)
+        .is_some_and(|names| {
+            names
+                .iter()
+                .any(|name| name.as_str() == Some(MATRIX_TOKEN_CREDENTIAL))
+        });
+    if !carries_token {
+        return Ok(());
+    }
+    // The template for the suggested command, when the assignment names one (best effort: the
+    // refusal stands either way).
+    let template = read_config(operator, machine, &config_room, &config_alias)
+        .await
+        .ok()
+        .and_then(|config| config.template_of(principal).map(str::to_owned))
+        .unwrap_or_else(|| "TEMPLATE".to_owned());
+    Err(OperatorError::Invalid(format!(
+        "{principal}'s credential bundle in {config_alias} carries its Matrix token \
+         ({MATRIX_TOKEN_CREDENTIAL}, sealed there by `bureau agent create`); the new bundle would \
+         replace it without one, and {principal} would lose its Matrix identity at its next \
+         restart\nHint: to change an agent's credentials, run `bureau agent create {principal} \
+         --template {template} --machine {} --credentials FILE` (it seals them with a fresh \
+         token, and replaces the assignment too: give its --payload and --grant again); to \
+         replace the bundle anyway, pass --drop-matrix-token",
+        machine.machine
+    )))
 }
 
 #[cfg(test)]

@@ -2,26 +2,31 @@
 //! its latest `m.bureau.machine_status` heartbeat.
 //!
 //! Invariant: read-only. A machine whose rooms or events cannot be read is listed with the
-//! reason rather than failing the whole listing; a principal without a reported state is
-//! `unknown`.
+//! reason rather than failing the whole listing; an assignment that does not parse or validate
+//! is listed `invalid` with the reason rather than hiding the machine's other principals; a
+//! principal without a reported state is `unknown`.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::Operator;
+use super::agents::read_config;
 use super::error::OperatorError;
-use super::rooms::{fleet_machine_room_alias, machine_config_state_key, read_state, room_state};
+use super::rooms::{fleet_machine_room_alias, read_state, room_state};
 use crate::machine::MachineIdentity;
 use crate::naming::Localpart;
 use crate::schema::{
-    MACHINE_CONFIG, MACHINE_KEY, MACHINE_STATUS, MachineConfig, MachineStatus, PrincipalState,
-    RestartPolicy,
+    MACHINE_KEY, MACHINE_STATUS, MachineStatus, PrincipalAssignment, PrincipalState, RestartPolicy,
 };
 
 /// One principal of a [`MachineListing`].
 ///
 /// Example: `{"principal": "acme/agent/pm", "template": "claude", "restart_policy":
 /// "on-failure", "state": "running", "pid": 4242}`; a principal the heartbeat reports but the
-/// config no longer assigns (being stopped) has no template.
+/// config no longer assigns (being stopped) has no template; a malformed assignment is
+/// `{"principal": "acme/agent/qa", "template": "claude", "state": "invalid", "error":
+/// "malformed assignment: unknown variant `sometimes` …"}` (`principal` is
+/// `principals[INDEX]` when the entry names none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrincipalListing {
     /// The principal's localpart.
@@ -32,11 +37,15 @@ pub struct PrincipalListing {
     /// Its restart policy, when it is assigned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
-    /// `starting`, `running`, `stopped`, `failed`, or `unknown` (no heartbeat names it).
+    /// `starting`, `running`, `stopped`, `failed`, `unknown` (no heartbeat names it), or
+    /// `invalid` (its assignment does not parse or validate; see `error`).
     pub state: String,
     /// Its sandbox's host PID, when running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Why its assignment is `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One machine in `bureau list`.
@@ -149,27 +158,17 @@ async fn fill(
         }
     }
     let config_alias = machine.config_room_alias();
-    let config = match resolve(operator, &config_alias).await? {
-        Some(room_id) => read_state::<MachineConfig>(
-            operator,
-            &room_id,
-            &config_alias,
-            MACHINE_CONFIG,
-            machine_config_state_key(machine),
-        )
-        .await?
-        .unwrap_or_default(),
-        None => {
-            return Err(OperatorError::RoomMissing {
-                alias: config_alias,
-                hint: format!(
-                    "the machine is not provisioned: `bureau machine provision {}`",
-                    machine.machine
-                ),
-            });
-        }
+    let Some(config_room) = resolve(operator, &config_alias).await? else {
+        return Err(OperatorError::RoomMissing {
+            alias: config_alias,
+            hint: format!(
+                "the machine is not provisioned: `bureau machine provision {}`",
+                machine.machine
+            ),
+        });
     };
-    listing.principals = principals(&config, &status);
+    let config = read_config(operator, machine, &config_room, &config_alias).await?;
+    listing.principals = principals(&config.principals, &status);
     Ok(())
 }
 
@@ -185,38 +184,73 @@ async fn resolve(
         .doing(|| format!("looking up the room {alias}"))
 }
 
-/// Joins assignments and reported states: assigned principals in config order, then those only
+/// One raw assignment: its principal's name (as written, or `principals[INDEX]`) and the
+/// assignment, or why it is invalid (the daemon's reasons: it does not parse, or does not
+/// validate).
+///
+/// Example: `{"principal": "acme/agent/pm", "template": 7}` at index 2 → (`acme/agent/pm`,
+/// `Err(malformed assignment: invalid type: integer `7` …)`).
+fn parse_assignment(index: usize, raw: &Value) -> (String, Result<PrincipalAssignment, String>) {
+    let name = raw
+        .get("principal")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("principals[{index}]"), str::to_owned);
+    let assignment = serde_json::from_value::<PrincipalAssignment>(raw.clone())
+        .map_err(|error| format!("malformed assignment: {error}"))
+        .and_then(|assignment| {
+            assignment
+                .validate()
+                .map(|()| assignment)
+                .map_err(|error| error.to_string())
+        });
+    (name, assignment)
+}
+
+/// Joins assignments (raw `principals` of `machine_config`) and reported states: assigned
+/// principals in config order (invalid ones marked `invalid` with the reason), then those only
 /// the heartbeat names.
-fn principals(config: &MachineConfig, status: &MachineStatus) -> Vec<PrincipalListing> {
+fn principals(assignments: &[Value], status: &MachineStatus) -> Vec<PrincipalListing> {
     let state_name = |state: PrincipalState| {
         serde_json::to_value(state)
             .ok()
             .and_then(|value| value.as_str().map(str::to_owned))
             .unwrap_or_else(|| "unknown".to_owned())
     };
-    let mut listed: Vec<PrincipalListing> = config
-        .principals
-        .iter()
-        .map(|assignment| {
-            let reported = status
-                .principals
-                .iter()
-                .find(|entry| entry.localpart == assignment.principal);
-            PrincipalListing {
-                principal: assignment.principal.to_string(),
+    let mut listed: Vec<PrincipalListing> = Vec::with_capacity(assignments.len());
+    for (index, raw) in assignments.iter().enumerate() {
+        let (name, assignment) = parse_assignment(index, raw);
+        let reported = status
+            .principals
+            .iter()
+            .find(|entry| entry.localpart.as_str() == name);
+        let pid = reported.and_then(|entry| entry.pid);
+        listed.push(match assignment {
+            Ok(assignment) => PrincipalListing {
+                principal: name,
                 template: Some(assignment.template.to_string()),
                 restart_policy: Some(assignment.restart_policy),
                 state: reported
                     .map_or_else(|| "unknown".to_owned(), |entry| state_name(entry.state)),
-                pid: reported.and_then(|entry| entry.pid),
-            }
-        })
-        .collect();
+                pid,
+                error: None,
+            },
+            Err(reason) => PrincipalListing {
+                principal: name,
+                template: raw
+                    .get("template")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                restart_policy: None,
+                state: "invalid".to_owned(),
+                pid,
+                error: Some(reason),
+            },
+        });
+    }
     for entry in &status.principals {
-        if !config
-            .principals
+        if !listed
             .iter()
-            .any(|assignment| assignment.principal == entry.localpart)
+            .any(|listing| listing.principal == entry.localpart.as_str())
         {
             listed.push(PrincipalListing {
                 principal: entry.localpart.to_string(),
@@ -224,6 +258,7 @@ fn principals(config: &MachineConfig, status: &MachineStatus) -> Vec<PrincipalLi
                 restart_policy: None,
                 state: state_name(entry.state),
                 pid: entry.pid,
+                error: None,
             });
         }
     }
@@ -238,17 +273,16 @@ mod tests {
 
     #[test]
     fn assigned_principals_get_their_reported_state_or_unknown() {
-        let config: MachineConfig = serde_json::from_value(json!({"principals": [
-            {"principal": "acme/agent/pm", "template": "claude"},
-            {"principal": "acme/agent/dev", "template": "claude", "restart_policy": "never"}
-        ]}))
-        .unwrap();
+        let assignments = [
+            json!({"principal": "acme/agent/pm", "template": "claude"}),
+            json!({"principal": "acme/agent/dev", "template": "claude", "restart_policy": "never"}),
+        ];
         let status: MachineStatus = serde_json::from_value(json!({"principals": [
             {"localpart": "acme/agent/pm", "state": "running", "pid": 42},
             {"localpart": "acme/agent/old", "state": "stopped"}
         ]}))
         .unwrap();
-        let listed = principals(&config, &status);
+        let listed = principals(&assignments, &status);
         let summary: Vec<(&str, &str, Option<u32>)> = listed
             .iter()
             .map(|entry| (entry.principal.as_str(), entry.state.as_str(), entry.pid))
@@ -263,5 +297,41 @@ mod tests {
         );
         assert_eq!(listed[1].restart_policy, Some(RestartPolicy::Never));
         assert_eq!(listed[2].template, None);
+    }
+
+    #[test]
+    fn malformed_assignments_are_listed_invalid_without_hiding_the_others() {
+        let assignments = [
+            json!({"principal": "acme/agent/qa", "template": "claude",
+                   "restart_policy": "sometimes"}),
+            json!({"principal": "acme/agent/pm", "template": "claude"}),
+            json!({"template": "claude"}),
+            json!({"principal": "acme/agent/pay", "template": "claude", "payload": [1]}),
+        ];
+        let status: MachineStatus = serde_json::from_value(json!({"principals": [
+            {"localpart": "acme/agent/qa", "state": "running", "pid": 7}
+        ]}))
+        .unwrap();
+        let listed = principals(&assignments, &status);
+        let summary: Vec<(&str, &str)> = listed
+            .iter()
+            .map(|entry| (entry.principal.as_str(), entry.state.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("acme/agent/qa", "invalid"),
+                ("acme/agent/pm", "unknown"),
+                ("principals[2]", "invalid"),
+                ("acme/agent/pay", "invalid"),
+            ]
+        );
+        let reason = listed[0].error.as_deref().unwrap();
+        assert!(reason.contains("malformed assignment"), "{reason}");
+        assert!(reason.contains("sometimes"), "{reason}");
+        assert_eq!(listed[0].template.as_deref(), Some("claude"));
+        assert_eq!(listed[0].pid, Some(7));
+        assert!(listed[1].error.is_none());
+        assert!(listed[3].error.as_deref().unwrap().contains("payload"));
     }
 }

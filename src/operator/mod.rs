@@ -31,12 +31,11 @@ mod templates;
 
 pub use accounts::{ExistingAccount, account_exists, create_account, random_password};
 pub use agents::{
-    AgentSpec, CreatedAgent, DestroyedAgent, PRINCIPAL_TOKEN_CREDENTIAL, create_agent,
-    destroy_agent, parse_grant,
+    AgentSpec, CreatedAgent, DestroyedAgent, create_agent, destroy_agent, parse_grant,
 };
 pub use credentials::{
-    ProvisionedCredentials, fetch_machine_key, parse_credential_values, provision_credentials,
-    seal_and_publish,
+    ExistingMatrixToken, ProvisionedCredentials, fetch_machine_key, parse_credential_values,
+    provision_credentials, seal_and_publish,
 };
 pub use error::OperatorError;
 pub use listing::{MachineListing, PrincipalListing, fleet_machines, list_machines};

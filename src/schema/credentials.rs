@@ -17,6 +17,13 @@ use super::age::{AgeRecipientError, validate_age_recipient};
 /// Example: `{"version": 1, …}`.
 pub const CREDENTIALS_VERSION: u32 = 1;
 
+/// The credential that carries a principal's own Matrix access token (put in its bundle by
+/// `bureau agent create`). The launcher hands it to the principal's proxy as its Matrix identity
+/// instead of offering it as an injectable credential.
+///
+/// Example: the bundle of every principal made by `agent create` lists `MATRIX_ACCESS_TOKEN`.
+pub const MATRIX_TOKEN_CREDENTIAL: &str = "MATRIX_ACCESS_TOKEN";
+
 /// The first line of an ASCII-armored age file.
 ///
 /// Example: `age -a -r age1… < bundle.json` starts its output with this line.

@@ -69,8 +69,20 @@ pub use builtin::{AGENT_BASE_TEMPLATE, BASE_TEMPLATE};
 pub use config::{ConfigError, MachineConfig, PrincipalAssignment, RestartPolicy, StartCondition};
 pub use credentials::{
     AGE_ARMOR_FOOTER, AGE_ARMOR_HEADER, CREDENTIALS_VERSION, Credentials, CredentialsError,
-    is_credential_name,
+    MATRIX_TOKEN_CREDENTIAL, is_credential_name,
 };
+
+/// Now, in milliseconds since the Unix epoch: the unit of every timestamp in Bureau's events
+/// (`updated_at`, `reported_at`, `expires_at`, …), as in Matrix's `origin_server_ts`.
+///
+/// Example: a value around `1_790_000_000_000` in late 2026.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
 pub use inherit::{MAX_INHERITANCE_DEPTH, merge, resolve};
 pub use layout::{Layout, LayoutError, LayoutPane, LayoutWindow, Split};
 pub use machine::{

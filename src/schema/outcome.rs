@@ -95,6 +95,17 @@ pub enum Outcome {
         /// The names of its credentials now (never the values).
         key_names: Vec<String>,
     },
+    /// A running principal's changed credential bundle could not be installed in its proxy (it
+    /// keeps the previous values).
+    ///
+    /// Example: `{"kind": "credentials_rotation_failed", "principal": "acme/agent/pm",
+    /// "reason": "… was not sealed to this machine's key …"}`.
+    CredentialsRotationFailed {
+        /// The principal.
+        principal: Localpart,
+        /// Why, as the error message.
+        reason: String,
+    },
     /// The daemon replaced itself with another version.
     ///
     /// Example: `{"kind": "daemon_self_update", "from": "0.1.0", "to": "0.2.0"}`.
@@ -211,6 +222,10 @@ impl Outcome {
                     format!("{principal} credentials rotated ({})", key_names.join(", "))
                 }
             }
+            Self::CredentialsRotationFailed { principal, reason } => format!(
+                "{principal} credentials could not be rotated (it keeps the previous ones): \
+                 {reason}"
+            ),
             Self::DaemonSelfUpdate { from, to } => {
                 format!("bureau-daemon updated from {from} to {to}")
             }
@@ -233,7 +248,8 @@ impl Outcome {
             Self::PrincipalStarted { principal, .. }
             | Self::SandboxExited { principal, .. }
             | Self::PrincipalStopped { principal, .. }
-            | Self::CredentialsRotated { principal, .. } => Some(principal),
+            | Self::CredentialsRotated { principal, .. }
+            | Self::CredentialsRotationFailed { principal, .. } => Some(principal),
             // Its principal is text (it may be the malformed name the failure is about).
             Self::PrincipalStartFailed { .. } | Self::DaemonSelfUpdate { .. } => None,
         }
