@@ -8,7 +8,8 @@
 //! - ours: `dist/bureau proxy` on a Unix socket, service `up` injecting `Authorization: Bearer`
 //!   from a credential, requests to `/http/up/ping`;
 //! - nginx: Debian's nginx on a Unix socket, `worker_processes 1` (our proxy is single-threaded),
-//!   `proxy_set_header Authorization`, upstream keepalive, access log off.
+//!   `proxy_set_header Authorization`, upstream keepalive, and an access log (one line per
+//!   request to a file, as our proxy writes one per request to its log).
 //!
 //! The upstream answers `/ping` only when it sees exactly the injected header (401 otherwise, which
 //! fails the run), so a broken path cannot be measured by mistake; `/check` reports what it saw.
@@ -589,7 +590,8 @@ impl Nginx {
              error_log {prefix_text}/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n\
-             \x20 access_log off;\n\
+             \x20 # One line per request, like ours (the proxy must log every request).\n\
+             \x20 access_log {prefix_text}/access.log;\n\
              \x20 client_body_temp_path {prefix_text}/body;\n\
              \x20 proxy_temp_path {prefix_text}/proxy;\n\
              \x20 fastcgi_temp_path {prefix_text}/fastcgi;\n\
