@@ -98,7 +98,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let nginx = Nginx::start(&nginx, dir.path(), upstream.address, &key)?;
     println!(
         "{}: worker_processes 1 (our proxy is single-threaded), Unix socket, upstream keepalive \
-         {CONNECTIONS}, access log off",
+         {CONNECTIONS}, access log on (like ours)",
         nginx.version
     );
 
