@@ -42,3 +42,16 @@ pub fn init_logging(
         ExitCode::from(2)
     })
 }
+
+/// The current-thread tokio runtime an async applet runs on (one thread: our long-lived
+/// processes are I/O-bound, and one thread keeps their memory small). On failure the message
+/// goes to stderr and the status (1) is returned as the error.
+pub fn current_thread_runtime(command_name: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("{command_name}: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        })
+}

@@ -50,15 +50,9 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         return status;
     }
     let proxy_socket = proxy_socket_path(parsed.proxy);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args::current_thread_runtime(name) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{name}: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(status) => return status,
     };
     runtime.block_on(serve_until_signalled(name, parsed.listen, proxy_socket))
 }

@@ -54,22 +54,13 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         eprintln!("{name}: --heartbeat-seconds and --backoff-max-seconds must be at least 1");
         return ExitCode::from(2);
     }
-    let paths = parsed
-        .dir
-        .as_deref()
-        .map_or_else(MachinePaths::system, MachinePaths::under);
+    let paths = MachinePaths::from_dir_option(parsed.dir.as_deref());
     let mut config = DaemonConfig::new(paths);
     config.heartbeat = Duration::from_secs(parsed.heartbeat_seconds);
     config.backoff_max = Duration::from_secs(parsed.backoff_max_seconds);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args::current_thread_runtime(name) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{name}: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(status) => return status,
     };
     let result = runtime.block_on(async move {
         let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;

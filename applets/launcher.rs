@@ -70,10 +70,7 @@ pub fn run(invocation: &Invocation) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let paths = parsed
-        .dir
-        .as_deref()
-        .map_or_else(MachinePaths::system, MachinePaths::under);
+    let paths = MachinePaths::from_dir_option(parsed.dir.as_deref());
     let bureau_binary = match std::env::current_exe() {
         Ok(path) => path,
         Err(error) => {
@@ -81,15 +78,9 @@ pub fn run(invocation: &Invocation) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args::current_thread_runtime(name) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{name}: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(status) => return status,
     };
     let result = runtime.block_on(async move {
         let (identity, key) = boot(&paths, parsed.bootstrap_file.as_deref()).await?;

@@ -130,12 +130,9 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         upstreams,
         matrix: Arc::new(MatrixRoutes::default()),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args::current_thread_runtime(&invocation.command_name) {
         Ok(runtime) => runtime,
-        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+        Err(status) => return status,
     };
     let result = runtime.block_on(serve(
         app,

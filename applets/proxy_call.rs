@@ -67,15 +67,9 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         }
     };
     let socket = proxy_socket_path(parsed.socket);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args::current_thread_runtime(name) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("{name}: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(status) => return status,
     };
     let method = request.method().clone();
     let path = request.path().to_owned();

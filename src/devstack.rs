@@ -23,6 +23,7 @@ use crate::launcher::ipc::{self, Request, Response, SandboxInfo};
 use crate::machine::MachinePaths;
 use crate::matrix::{Client, ConnectOptions, SyncStream};
 use crate::naming::Localpart;
+use crate::schema::MACHINE_CONFIG;
 use crate::secret::Secret;
 
 /// The operator account every stack makes (an admin of its homeserver).
@@ -264,6 +265,33 @@ impl LocalStack {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.cli(&["agent", "destroy", principal, "--machine", MACHINE])
+    }
+
+    /// A read-modify-write of the machine config's assignments, as raw JSON (so malformed ones
+    /// can be written too), under [`config_lock`](Self::config_lock). Returns the instant just
+    /// before the write was sent.
+    pub fn edit_assignments(&self, edit: impl FnOnce(&mut Vec<Value>)) -> Result<Instant, String> {
+        let _config = self
+            .config_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.runtime.block_on(async {
+            let mut config = self
+                .operator
+                .state_get(&self.config_room, MACHINE_CONFIG, "")
+                .await
+                .map_err(|error| format!("reading machine_config: {error}"))?
+                .unwrap_or_else(|| json!({"principals": []}));
+            let mut assignments = config["principals"].as_array().cloned().unwrap_or_default();
+            edit(&mut assignments);
+            config["principals"] = Value::Array(assignments);
+            let published = Instant::now();
+            self.operator
+                .state_put(&self.config_room, MACHINE_CONFIG, "", &config)
+                .await
+                .map_err(|error| format!("writing machine_config: {error}"))?;
+            Ok(published)
+        })
     }
 
     /// Waits up to `timeout`, reading the config room through `/sync` as a client would, until

@@ -233,6 +233,12 @@ impl MachinePaths {
         }
     }
 
+    /// `--dir DIR` as the launcher and daemon take it: everything under DIR when given, the
+    /// production layout otherwise.
+    pub fn from_dir_option(dir: Option<&Path>) -> Self {
+        dir.map_or_else(Self::system, Self::under)
+    }
+
     /// `<state>/machine.json`: the [`MachineIdentity`].
     pub fn machine_identity(&self) -> PathBuf {
         self.state_dir.join("machine.json")

@@ -77,31 +77,6 @@ fn create(stack: &LocalStack, principal: &str, payload: Value, restart: &str, se
         .unwrap_or_else(|error| panic!("{error}"));
 }
 
-/// Applies `edit` to the machine config's assignments, as raw JSON (read-modify-write under
-/// the stack's config lock).
-fn edit_config(stack: &LocalStack, edit: impl FnOnce(&mut Vec<Value>)) {
-    let _config = stack
-        .config_lock
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    stack.runtime.block_on(async {
-        let mut config = stack
-            .operator
-            .state_get(&stack.config_room, "m.bureau.machine_config", "")
-            .await
-            .expect("read the config")
-            .unwrap_or_else(|| json!({"principals": []}));
-        let mut principals = config["principals"].as_array().cloned().unwrap_or_default();
-        edit(&mut principals);
-        config["principals"] = Value::Array(principals);
-        stack
-            .operator
-            .state_put(&stack.config_room, "m.bureau.machine_config", "", &config)
-            .await
-            .expect("write the config");
-    });
-}
-
 /// Stops a test's principals when the test ends, whatever happened.
 struct Cleanup(&'static LocalStack, Vec<&'static str>);
 
@@ -385,7 +360,9 @@ fn malformed_assignments_fail_alone_with_a_reason() {
         json!({"principal": "acme/agent/ghost", "template": "no-such-template"}),
         json!({"principal": "acme/agent/cycle", "template": "loop-a"}),
     ];
-    edit_config(stack, |principals| principals.extend(bad.iter().cloned()));
+    stack
+        .edit_assignments(|principals| principals.extend(bad.iter().cloned()))
+        .expect("add the malformed assignments");
     let failures = wait_for(stack, "three start failures", 3, |event| {
         let outcome = &event["content"]["m.bureau.outcome"];
         outcome["kind"] == "principal_start_failed"
@@ -417,9 +394,9 @@ fn malformed_assignments_fail_alone_with_a_reason() {
     );
     let after = stack.sandbox(good).expect("still running");
     assert_eq!(after.pid, before.pid, "other principals are unaffected");
-    edit_config(stack, |principals| {
-        principals.retain(|assignment| !bad.contains(assignment));
-    });
+    stack
+        .edit_assignments(|principals| principals.retain(|assignment| !bad.contains(assignment)))
+        .expect("remove the malformed assignments");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::Operator;
 use super::accounts::{ExistingAccount, create_account, random_password};
 use super::credentials::{fetch_machine_key, json_kind, seal_and_publish};
 use super::error::{MatrixContext, OperatorError};
-use super::rooms::{invite_once, machine_config_state_key, membership, read_state, require_room};
+use super::rooms::{config_room, invite_once, machine_config_state_key, membership, read_state};
 use super::templates::resolve_template;
 use crate::machine::{MachineIdentity, parse_machine_name};
 use crate::naming::Localpart;
@@ -169,14 +169,7 @@ pub async fn create_agent(
         .map_err(|error| OperatorError::Invalid(error.to_string()))?;
 
     // Everything that can be refused, before the account exists.
-    let config_alias = machine.config_room_alias();
-    let config_room = require_room(operator, &config_alias, || {
-        format!(
-            "provision the machine first: `bureau machine provision {}`",
-            machine.machine
-        )
-    })
-    .await?;
+    let (config_room, config_alias) = config_room(operator, machine).await?;
     let machine_key = fetch_machine_key(operator, machine).await?;
     let resolved = resolve_template(operator, &template, &machine.template_room_alias()).await?;
     resolved.validate_resolved().map_err(|error| {
@@ -384,14 +377,7 @@ pub async fn destroy_agent(
     machine: &MachineIdentity,
     principal: &Localpart,
 ) -> Result<DestroyedAgent, OperatorError> {
-    let config_alias = machine.config_room_alias();
-    let config_room = require_room(operator, &config_alias, || {
-        format!(
-            "is {} provisioned? (`bureau machine provision {}`)",
-            machine.machine, machine.machine
-        )
-    })
-    .await?;
+    let (config_room, config_alias) = config_room(operator, machine).await?;
     let mut config = read_config(operator, machine, &config_room, &config_alias).await?;
     let assignment_removed = config.remove(principal);
     if assignment_removed {

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::Operator;
 use super::agents::read_config;
 use super::error::{MatrixContext, OperatorError};
-use super::rooms::{read_state, require_room};
+use super::rooms::{config_room, read_state, require_room};
 use crate::machine::MachineIdentity;
 use crate::naming::Localpart;
 use crate::schema::{
@@ -184,14 +184,7 @@ pub async fn seal_and_publish(
     principal: &Localpart,
     values: &BTreeMap<String, Secret>,
 ) -> Result<ProvisionedCredentials, OperatorError> {
-    let config_alias = machine.config_room_alias();
-    let config_room = require_room(operator, &config_alias, || {
-        format!(
-            "provision the machine first: `bureau machine provision {}`",
-            machine.machine
-        )
-    })
-    .await?;
+    let (config_room, config_alias) = config_room(operator, machine).await?;
     let bundle: Credentials =
         crate::sealed::seal(values, std::slice::from_ref(&machine_key.public_key)).map_err(
             |error| OperatorError::Seal {
@@ -268,14 +261,7 @@ async fn refuse_dropping_matrix_token(
     machine: &MachineIdentity,
     principal: &Localpart,
 ) -> Result<(), OperatorError> {
-    let config_alias = machine.config_room_alias();
-    let config_room = require_room(operator, &config_alias, || {
-        format!(
-            "provision the machine first: `bureau machine provision {}`",
-            machine.machine
-        )
-    })
-    .await?;
+    let (config_room, config_alias) = config_room(operator, machine).await?;
     let current: Option<Value> = read_state(
         operator,
         &config_room,

@@ -119,6 +119,23 @@ pub(super) fn setup_hint(machine: &MachineIdentity) -> String {
 ///
 /// Example: `#acme/template:bureau.local` before `bureau matrix setup acme` → `Err(room
 /// #acme/template:bureau.local does not exist\nHint: …)`.
+/// The machine's config room and its alias; an error saying to provision the machine when it
+/// does not exist.
+pub(super) async fn config_room(
+    operator: &Operator,
+    machine: &MachineIdentity,
+) -> Result<(OwnedRoomId, String), OperatorError> {
+    let alias = machine.config_room_alias();
+    let room = require_room(operator, &alias, || {
+        format!(
+            "provision the machine first: `bureau machine provision {}`",
+            machine.machine
+        )
+    })
+    .await?;
+    Ok((room, alias))
+}
+
 pub(super) async fn require_room(
     operator: &Operator,
     alias: &str,

@@ -211,7 +211,7 @@ fn prepare(stack: &LocalStack) -> Result<Vec<Principal>, String> {
     })?;
 
     let mut taken = Vec::new();
-    edit_assignments(stack, |assignments| {
+    stack.edit_assignments(|assignments| {
         let (ours, others): (Vec<Value>, Vec<Value>) =
             assignments.drain(..).partition(|assignment| {
                 assignment["principal"]
@@ -240,36 +240,6 @@ fn prepare(stack: &LocalStack) -> Result<Vec<Principal>, String> {
         .collect()
 }
 
-/// A read-modify-write of the machine config's assignments (raw JSON, under the stack's config
-/// lock). Returns the instant just before the write was sent.
-fn edit_assignments(
-    stack: &LocalStack,
-    edit: impl FnOnce(&mut Vec<Value>),
-) -> Result<Instant, String> {
-    let _config = stack
-        .config_lock
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    stack.runtime.block_on(async {
-        let mut config = stack
-            .operator
-            .state_get(&stack.config_room, "m.bureau.machine_config", "")
-            .await
-            .map_err(|error| format!("reading machine_config: {error}"))?
-            .unwrap_or_else(|| json!({"principals": []}));
-        let mut assignments = config["principals"].as_array().cloned().unwrap_or_default();
-        edit(&mut assignments);
-        config["principals"] = Value::Array(assignments);
-        let published = Instant::now();
-        stack
-            .operator
-            .state_put(&stack.config_room, "m.bureau.machine_config", "", &config)
-            .await
-            .map_err(|error| format!("writing machine_config: {error}"))?;
-        Ok(published)
-    })
-}
-
 /// One trial: publish the principal's assignment, poll (every 1 ms) its output log until the
 /// command's first output is in it; then remove the assignment and wait for the sandbox to go
 /// and for the daemon's `principal_stopped` outcome (read through `outcomes`).
@@ -292,7 +262,7 @@ fn trial(
     if stack.sandbox(name).is_some() {
         return Err(format!("{name} still has a sandbox before its trial"));
     }
-    let published = edit_assignments(stack, |assignments| {
+    let published = stack.edit_assignments(|assignments| {
         assignments.push(principal.assignment.clone());
     })?;
     let elapsed = loop {
@@ -309,7 +279,7 @@ fn trial(
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    edit_assignments(stack, |assignments| {
+    stack.edit_assignments(|assignments| {
         assignments.retain(|assignment| assignment["principal"] != name);
     })?;
     wait_for(&format!("{name}'s sandbox to stop after its trial"), || {
