@@ -2,8 +2,7 @@
 //! project's own harness, one instance for this test binary; a dedicated one for the restart).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bureau::homeserver::{HomeserverConfig, LocalHomeserver};
@@ -11,33 +10,9 @@ use bureau::matrix::{Client, ConnectOptions, MatrixError, SyncStream};
 use bureau::secret::Secret;
 use serde_json::{Value, json};
 
-const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
+mod cli_support;
 
-/// The binary's shared homeserver (stopped when the test process exits).
-fn homeserver() -> &'static LocalHomeserver {
-    static SERVER: OnceLock<LocalHomeserver> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        LocalHomeserver::start(HomeserverConfig::default()).expect("start the test homeserver")
-    })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// A unique user name per call (tests share one homeserver).
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use cli_support::{BUREAU, bureau, homeserver, runtime, text, unique};
 
 /// A fresh account, logged in.
 async fn new_user(server: &LocalHomeserver, prefix: &str, admin: bool) -> (Client, String) {
@@ -52,30 +27,6 @@ async fn new_user(server: &LocalHomeserver, prefix: &str, admin: bool) -> (Clien
         .await
         .expect("register");
     (user, name)
-}
-
-/// `bureau ARGS` with a session file, stdin from `input`.
-fn bureau(session: &Path, args: &[&str], input: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(BUREAU)
-        .args(args)
-        .env("BUREAU_SESSION_FILE", session)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bureau");
-    let mut stdin = child.stdin.take().expect("stdin");
-    if let Some(input) = input {
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    drop(stdin);
-    child.wait_with_output().expect("wait bureau")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Logs `name` in through the CLI; returns the session file's directory (kept alive by caller).

@@ -3,10 +3,7 @@
 //! for this test binary), checked by reading the rooms back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
-use bureau::homeserver::{HomeserverConfig, LocalHomeserver};
 use bureau::machine::BootstrapFile;
 use bureau::matrix::{Client, ConnectOptions, parse_user_id};
 use bureau::schema::{Credentials, MachineConfig, RestartPolicy};
@@ -14,57 +11,9 @@ use bureau::secret::Secret;
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
-const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
+mod cli_support;
 
-/// The binary's shared homeserver (stopped when the test process exits).
-fn homeserver() -> &'static LocalHomeserver {
-    static SERVER: OnceLock<LocalHomeserver> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        LocalHomeserver::start(HomeserverConfig::default()).expect("start the test homeserver")
-    })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// A unique lowercase name per call (tests share one homeserver).
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// `bureau ARGS` with a session file, stdin from `input`.
-fn bureau(session: &Path, args: &[&str], input: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(BUREAU)
-        .args(args)
-        .env("BUREAU_SESSION_FILE", session)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bureau");
-    let mut stdin = child.stdin.take().expect("stdin");
-    if let Some(input) = input {
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    drop(stdin);
-    child.wait_with_output().expect("wait bureau")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use cli_support::{bureau, homeserver, runtime, text, unique};
 
 /// Runs `bureau ARGS`, asserts success, and parses stdout as JSON.
 fn bureau_json(session: &Path, args: &[&str], input: Option<&str>) -> Value {
