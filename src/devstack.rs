@@ -23,7 +23,7 @@ use crate::launcher::ipc::{self, Request, Response, SandboxInfo};
 use crate::machine::MachinePaths;
 use crate::matrix::{Client, ConnectOptions, SyncStream};
 use crate::naming::Localpart;
-use crate::schema::MACHINE_CONFIG;
+use crate::schema::{MACHINE_CONFIG, MACHINE_STATUS};
 use crate::secret::Secret;
 
 /// The operator account every stack makes (an admin of its homeserver).
@@ -324,6 +324,25 @@ impl LocalStack {
                 }
             }
             Err(seen)
+        })
+    }
+
+    /// `principal`'s state in the machine's latest `m.bureau.machine_status` (`running`,
+    /// `stopped`, `failed`), as `bureau list` shows it; `None` before the daemon reported it.
+    pub fn reported_state(&self, principal: &str) -> Option<String> {
+        self.runtime.block_on(async {
+            let alias = format!("#acme/fleet/prod/machine:{}", self.server.server_name());
+            let room = self.operator.resolve_alias(&alias).await.ok()??;
+            let status = self
+                .operator
+                .state_get(&room, MACHINE_STATUS, MACHINE)
+                .await
+                .ok()??;
+            status["principals"]
+                .as_array()?
+                .iter()
+                .find(|entry| entry["localpart"] == principal)
+                .and_then(|entry| entry["state"].as_str().map(str::to_owned))
         })
     }
 

@@ -230,7 +230,6 @@ fn a_killed_daemon_leaves_principals_running_and_its_successor_adopts_them() {
     let before = stack.sandbox(principal).expect("running");
 
     stack.kill_daemon().expect("kill -9 the daemon");
-    std::thread::sleep(Duration::from_millis(500));
     let during = stack
         .sandbox(principal)
         .expect("still known to the launcher");
@@ -290,8 +289,12 @@ fn exit_3_with_restart_never_reports_the_code_and_last_lines() {
             .expect("test harness")
             .contains("exited with code 3")
     );
-    // Never restarted.
-    std::thread::sleep(Duration::from_secs(3));
+    // Never restarted: the daemon reports it stopped (its decision after the exit), and its
+    // sandbox is gone, with still only one start.
+    wait("the daemon to report the principal stopped", || {
+        stack.reported_state(principal).as_deref() == Some("stopped")
+    });
+    assert!(stack.sandbox(principal).is_none(), "no new sandbox");
     let started = wait_for(stack, "principal_started", 1, |event| {
         is_outcome(event, "principal_started", principal)
     });
