@@ -47,8 +47,18 @@ pub fn init_logging(
 /// processes are I/O-bound, and one thread keeps their memory small). On failure the message
 /// goes to stderr and the status (1) is returned as the error.
 pub fn current_thread_runtime(command_name: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    current_thread_runtime_parking(command_name, || {})
+}
+
+/// [`current_thread_runtime`] that calls `before_idle` each time the thread is about to wait for
+/// I/O or a timer (the proxy writes its batched request log there).
+pub fn current_thread_runtime_parking(
+    command_name: &str,
+    before_idle: fn(),
+) -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(before_idle)
         .build()
         .map_err(|error| {
             eprintln!("{command_name}: cannot start the async runtime: {error}");

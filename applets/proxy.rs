@@ -11,10 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use argh::FromArgs;
-use bureau::proxy::forward::Upstreams;
+use bureau::proxy::access_log;
 use bureau::proxy::matrix::MatrixRoutes;
 use bureau::proxy::payload::{self, PayloadFormat};
 use bureau::proxy::service::{Rate, ServiceConfig};
+use bureau::proxy::upstream::Upstreams;
 use bureau::proxy::{AppState, ProxyState, admin_router, agent_router};
 
 use crate::{Invocation, args};
@@ -130,16 +131,18 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         upstreams,
         matrix: Arc::new(MatrixRoutes::default()),
     };
-    let runtime = match args::current_thread_runtime(&invocation.command_name) {
-        Ok(runtime) => runtime,
-        Err(status) => return status,
-    };
+    let runtime =
+        match args::current_thread_runtime_parking(&invocation.command_name, access_log::flush) {
+            Ok(runtime) => runtime,
+            Err(status) => return status,
+        };
     let result = runtime.block_on(serve(
         app,
         &parsed.socket,
         &parsed.admin_socket,
         socket_mode,
     ));
+    access_log::flush();
     for socket in [&parsed.socket, &parsed.admin_socket] {
         let _ = std::fs::remove_file(socket);
     }

@@ -687,3 +687,130 @@ fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
         assert_eq!(status, 404);
     });
 }
+
+/// A raw HTTP/1.1 upstream that counts connections and records each request's head. With
+/// `close_after_each`, it closes every connection after one response without saying so (no
+/// `Connection: close`), as an upstream's idle timeout does.
+struct CountingUpstream {
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CountingUpstream {
+    fn new() -> Self {
+        Self {
+            connections: Arc::default(),
+            heads: Arc::default(),
+        }
+    }
+
+    async fn serve<S>(&self, mut stream: S, close_after_each: bool)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut buffer = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+            while let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                let head: Vec<u8> = buffer.drain(..end + 4).collect();
+                self.heads
+                    .lock()
+                    .expect("heads")
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(reply).await.is_err() {
+                    return;
+                }
+                if close_after_each {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn serve_tcp(upstream: Arc<CountingUpstream>, close_after_each: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move { upstream.serve(stream, close_after_each).await });
+        }
+    });
+    address.to_string()
+}
+
+#[test]
+fn upstream_connections_are_kept_alive_and_a_closed_one_is_replaced_without_an_error() {
+    runtime().block_on(async {
+        let kept = Arc::new(CountingUpstream::new());
+        let kept_address = serve_tcp(kept.clone(), false).await;
+        let closing = Arc::new(CountingUpstream::new());
+        let closing_address = serve_tcp(closing.clone(), true).await;
+        let unix = Arc::new(CountingUpstream::new());
+        let directory = tempfile::tempdir().expect("tempdir");
+        let unix_path = directory.path().join("upstream.sock");
+        let listener = tokio::net::UnixListener::bind(&unix_path).expect("bind unix");
+        let unix_server = unix.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let upstream = unix_server.clone();
+                tokio::spawn(async move { upstream.serve(stream, false).await });
+            }
+        });
+        let proxy = start_proxy(
+            json!({"kept": {"upstream_url": format!("http://{kept_address}/base/")},
+                   "closing": {"upstream_url": format!("http://{closing_address}")},
+                   "local": {"upstream_unix": unix_path}}),
+            payload(),
+            &[],
+        );
+        for round in 0..4 {
+            for service in ["kept", "closing", "local"] {
+                let (status, _, body) = call(
+                    &proxy.socket,
+                    "GET",
+                    &format!("/http/{service}/item/{round}"),
+                    &[],
+                    Body::empty(),
+                )
+                .await;
+                assert_eq!(
+                    (status, body.as_ref()),
+                    (200, b"ok".as_ref()),
+                    "round {round}, service {service}"
+                );
+            }
+        }
+        assert_eq!(kept.connections(), 1, "four requests, one kept-alive connection");
+        assert_eq!(unix.connections(), 1, "Unix upstreams are pooled too");
+        assert_eq!(closing.connections(), 4, "a closed connection is replaced");
+        let heads = kept.heads.lock().expect("heads").clone();
+        assert!(
+            heads[3].starts_with("GET /base/item/3 HTTP/1.1\r\n"),
+            "{}",
+            heads[3]
+        );
+        assert!(
+            heads[3]
+                .to_ascii_lowercase()
+                .contains(&format!("host: {kept_address}\r\n")),
+            "the upstream sees its own authority as Host: {}",
+            heads[3]
+        );
+    });
+}

@@ -9,68 +9,20 @@
 //!
 //! Invariant: no error message, log line or response to the agent contains a credential value.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::service::ServiceConfig;
 use super::state::{ProxyError, ProxyState, Service};
+use super::upstream::{Endpoint, Upstreams, describe_error};
 
 /// Default time for an upstream's response headers.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest request body.
 const DEFAULT_MAX_BODY: u64 = 256 * 1024 * 1024;
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// The HTTP(S) client shared by every service with an `upstream_url`.
-#[derive(Clone)]
-pub struct Upstreams {
-    client: HttpClient<Connector, Body>,
-}
-
-impl Upstreams {
-    /// A client trusting the compiled-in web PKI roots plus `extra_ca` (PEM) if given.
-    pub fn new(extra_ca: Option<&std::path::Path>) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = extra_ca {
-            let pem = std::fs::read(path)
-                .map_err(|error| format!("CA file {}: {error}", path.display()))?;
-            for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let certificate =
-                    certificate.map_err(|error| format!("CA file {}: {error}", path.display()))?;
-                roots
-                    .add(certificate)
-                    .map_err(|error| format!("CA file {}: {error}", path.display()))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| format!("TLS setup: {error}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = HttpClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Ok(Self { client })
-    }
-}
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -102,8 +54,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Forwards one request to `service_name` with `path` (starting with `/`).
 pub async fn forward(
-    state: Arc<ProxyState>,
-    upstreams: Upstreams,
+    state: &ProxyState,
+    upstreams: &Upstreams,
     service_name: &str,
     path: &str,
     request: Request<Body>,
@@ -149,7 +101,7 @@ pub async fn forward(
     }
 
     let (mut parts, body) = request.into_parts();
-    prepare_headers(&mut parts.headers, &service, &state)?;
+    prepare_headers(&mut parts.headers, &service, state)?;
     let query = parts.uri.query().map(str::to_owned);
     let limited = Body::new(Limited::new(
         body,
@@ -161,31 +113,14 @@ pub async fn forward(
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT);
 
-    let sent = match (&service.config.upstream_url, &service.config.upstream_unix) {
-        (Some(base), _) => {
-            parts.uri =
-                target(base.trim_end_matches('/'), path, query.as_deref()).map_err(|error| {
-                    ProxyError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("path {path:?} does not make a valid upstream URL: {error}"),
-                    )
-                })?;
-            parts.headers.remove(header::HOST);
-            let request = Request::from_parts(parts, limited);
-            tokio::time::timeout(timeout, upstreams.client.request(request))
-                .await
-                .map(|result| result.map_err(|error| describe_error(&error)))
-        }
-        (None, Some(socket)) => {
-            parts.uri = target("", path, query.as_deref()).map_err(|error| {
-                ProxyError::new(StatusCode::BAD_REQUEST, format!("path {path:?}: {error}"))
-            })?;
-            parts
-                .headers
-                .insert(header::HOST, HeaderValue::from_static("localhost"));
-            let request = Request::from_parts(parts, limited);
-            tokio::time::timeout(timeout, send_unix(socket, request)).await
-        }
+    let (endpoint, prefix) = match (&service.config.upstream_url, &service.config.upstream_unix) {
+        (Some(base), _) => Endpoint::from_url(base).ok_or_else(|| {
+            ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("service {service_name}'s upstream_url {base:?} is not http(s)://host"),
+            )
+        })?,
+        (None, Some(socket)) => (Endpoint::Unix(socket), ""),
         (None, None) => {
             return Err(ProxyError::new(
                 StatusCode::BAD_GATEWAY,
@@ -193,6 +128,24 @@ pub async fn forward(
             ));
         }
     };
+    parts.uri = target(prefix, path, query.as_deref()).map_err(|error| {
+        ProxyError::new(
+            StatusCode::BAD_REQUEST,
+            format!("path {path:?} does not make a valid upstream URL: {error}"),
+        )
+    })?;
+    let host = match endpoint {
+        Endpoint::Url { authority, .. } => HeaderValue::from_str(authority).map_err(|_| {
+            ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("service {service_name}'s upstream host {authority:?} is not a valid Host"),
+            )
+        })?,
+        Endpoint::Unix(_) => HeaderValue::from_static("localhost"),
+    };
+    parts.headers.insert(header::HOST, host);
+    let request = Request::from_parts(parts, limited);
+    let sent = tokio::time::timeout(timeout, upstreams.send(endpoint, request)).await;
     let response = match sent {
         Err(_) => {
             return Err(ProxyError::new(
@@ -299,38 +252,6 @@ fn prepare_headers(
         headers.insert(name, value);
     }
     Ok(())
-}
-
-/// One request over a fresh Unix-socket connection.
-async fn send_unix(
-    socket: &std::path::Path,
-    request: Request<Body>,
-) -> Result<Response<hyper::body::Incoming>, String> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|error| format!("connecting to {}: {error}", socket.display()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|error| format!("HTTP handshake with {}: {error}", socket.display()))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|error| describe_error(&error))
-}
-
-/// An error with its causes, on one line.
-fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Drains a body (tests and admin routes read whole small bodies).

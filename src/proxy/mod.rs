@@ -10,8 +10,10 @@
 //!
 //! Modules: `payload` (stdin: identity, credentials, grants), `service` (upstream, injection,
 //! rules), `ratelimit`, `state` (live, replaceable configuration; grant matching; JSON errors),
-//! `forward` (the streaming reverse proxy), `matrix` (`/v1/matrix/*`), `server` (routers).
+//! `forward` (the streaming reverse proxy), `upstream` (connection pools), `matrix` (`/v1/matrix/*`), `server` (routers),
+//! `access_log` (the batched request log).
 
+pub mod access_log;
 pub mod forward;
 pub mod matrix;
 pub mod payload;
@@ -19,6 +21,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod upstream;
 
 pub use payload::{Payload, PayloadFormat};
 pub use server::{AppState, admin_router, agent_router};

@@ -1,7 +1,7 @@
 //! The two sockets: the agent's (`/health`, `/v1/identity`, `/v1/grants`, `/v1/services`,
 //! `/http/<service>/…`, `/v1/matrix/*`) and the daemon-only admin socket (services, grants,
-//! credentials). One log line per request: method, service, path, status, bytes, duration —
-//! never a header value or a body.
+//! credentials). One log line per request (see `access_log`): method, service, path, status,
+//! bytes, duration — never a header value or a body.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,18 +15,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, put};
 use serde_json::{Value, json};
 
-use super::forward::{Upstreams, forward, read_body};
+use super::access_log::{self, RequestLine};
+use super::forward::{forward, read_body};
 use super::matrix::{MatrixRoutes, matrix_router};
 use super::payload::{Grant, is_credential_name};
 use super::service::ServiceConfig;
 use super::state::{ProxyError, ProxyState};
+use super::upstream::Upstreams;
 use crate::secret::{Secret, zeroize};
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub proxy: Arc<ProxyState>,
-    pub upstreams: Upstreams,
+    pub upstreams: Arc<Upstreams>,
     pub matrix: Arc<MatrixRoutes>,
 }
 
@@ -84,16 +86,14 @@ async fn log_request(request: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("stream");
-    tracing::info!(
-        target: "bureau::proxy::request",
-        %method,
+    access_log::record(&RequestLine {
+        method: method.as_str(),
         service,
         path,
-        status = response.status().as_u16(),
+        status: response.status().as_u16(),
         bytes,
-        duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "request"
-    );
+        duration: started.elapsed(),
+    });
     response
 }
 
@@ -146,15 +146,7 @@ async fn forward_path(
 }
 
 async fn run_forward(state: AppState, service: &str, path: &str, request: Request) -> Response {
-    match forward(
-        state.proxy.clone(),
-        state.upstreams.clone(),
-        service,
-        path,
-        request,
-    )
-    .await
-    {
+    match forward(&state.proxy, &state.upstreams, service, path, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
