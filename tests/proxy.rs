@@ -796,7 +796,11 @@ fn upstream_connections_are_kept_alive_and_a_closed_one_is_replaced_without_an_e
                 );
             }
         }
-        assert_eq!(kept.connections(), 1, "four requests, one kept-alive connection");
+        assert_eq!(
+            kept.connections(),
+            1,
+            "four requests, one kept-alive connection"
+        );
         assert_eq!(unix.connections(), 1, "Unix upstreams are pooled too");
         assert_eq!(closing.connections(), 4, "a closed connection is replaced");
         let heads = kept.heads.lock().expect("heads").clone();
