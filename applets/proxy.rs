@@ -16,7 +16,7 @@ use bureau::proxy::matrix::MatrixRoutes;
 use bureau::proxy::payload::{self, PayloadFormat};
 use bureau::proxy::service::{Rate, ServiceConfig};
 use bureau::proxy::upstream::Upstreams;
-use bureau::proxy::{AppState, ProxyState, admin_router, agent_router};
+use bureau::proxy::{AppState, ProxyState, Shared, admin_router, agent_router};
 
 use crate::{Invocation, args};
 
@@ -126,11 +126,11 @@ pub fn run(invocation: &Invocation) -> ExitCode {
         Ok(upstreams) => upstreams,
         Err(message) => return fail(&message),
     };
-    let app = AppState {
+    let app = AppState::new(Shared {
         proxy: state,
         upstreams,
         matrix: Arc::new(MatrixRoutes::default()),
-    };
+    });
     let runtime =
         match args::current_thread_runtime_parking(&invocation.command_name, access_log::flush) {
             Ok(runtime) => runtime,

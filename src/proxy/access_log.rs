@@ -80,17 +80,41 @@ fn render(out: &mut Vec<u8>, line: &RequestLine<'_>, format: LogFormat, now: Sys
         timestamp(out, now);
         out.push(b' ');
     }
-    // Writing into a Vec cannot fail.
-    let _ = writeln!(
-        out,
-        " INFO {TARGET}: request method={} service={} path={} status={} bytes={} duration_us={}",
+    // Plain appends: this runs once per request, and `fmt` would cost more than the rest.
+    for piece in [
+        " INFO ",
+        TARGET,
+        ": request method=",
         line.method,
+        " service=",
         line.service,
+        " path=",
         line.path,
-        line.status,
-        line.bytes,
-        line.duration.as_micros()
-    );
+        " status=",
+    ] {
+        out.extend_from_slice(piece.as_bytes());
+    }
+    push_decimal(out, u128::from(line.status));
+    out.extend_from_slice(b" bytes=");
+    out.extend_from_slice(line.bytes.as_bytes());
+    out.extend_from_slice(b" duration_us=");
+    push_decimal(out, line.duration.as_micros());
+    out.push(b'\n');
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut value: u128) {
+    let mut digits = [0u8; 39];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // A digit: `value % 10` is below 10.
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// RFC 3339 UTC with microseconds, like the other log lines: `2026-11-24T09:30:00.123456Z`.
@@ -165,6 +189,15 @@ mod tests {
             text.starts_with("2026-11-24T09:25:45.123456Z  INFO "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn decimals_are_written_in_full() {
+        for value in [0u128, 7, 10, 200, 1_234_567, u128::from(u64::MAX)] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
     }
 
     #[test]

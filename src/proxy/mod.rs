@@ -24,5 +24,5 @@ pub mod state;
 pub mod upstream;
 
 pub use payload::{Payload, PayloadFormat};
-pub use server::{AppState, admin_router, agent_router};
+pub use server::{AppState, Shared, admin_router, agent_router};
 pub use state::ProxyState;

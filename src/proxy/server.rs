@@ -24,12 +24,28 @@ use super::state::{ProxyError, ProxyState};
 use super::upstream::Upstreams;
 use crate::secret::{Secret, zeroize};
 
-/// Shared by every handler.
+/// What every handler shares. axum clones the state for each request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub proxy: Arc<ProxyState>,
     pub upstreams: Arc<Upstreams>,
     pub matrix: Arc<MatrixRoutes>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The agent socket's routes.
