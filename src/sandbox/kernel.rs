@@ -87,6 +87,19 @@ fn make_parent(path: &Path) -> Result<(), OpFailure> {
     Ok(())
 }
 
+/// Runs `create` for `path`; only when a parent directory is missing (ENOENT) are the parents
+/// made and `create` run once more. Most entries land in a directory that already exists, and
+/// a `mkdir -p` of it first would cost two syscalls each time.
+fn with_parents<T>(path: &Path, create: impl Fn() -> std::io::Result<T>) -> Result<T, OpFailure> {
+    match create() {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            make_parent(path)?;
+            Ok(create()?)
+        }
+        result => Ok(result?),
+    }
+}
+
 impl Kernel for LinuxKernel<'_> {
     fn apply(&mut self, op: &Op) -> Result<(), OpFailure> {
         const NONE: Option<&str> = None;
@@ -121,26 +134,27 @@ impl Kernel for LinuxKernel<'_> {
             }
             Op::MakeDir { path } => DirBuilder::new().recursive(true).mode(0o755).create(path)?,
             Op::MakeMountPoint { path } => {
-                make_parent(path)?;
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o644)
-                    .open(path)?;
+                with_parents(path, || {
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .mode(0o644)
+                        .open(path)
+                })?;
             }
             Op::WriteFile { path, contents } => {
-                make_parent(path)?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o444)
-                    .open(path)?;
+                let mut file = with_parents(path, || {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o444)
+                        .open(path)
+                })?;
                 file.write_all(contents.as_bytes())?;
             }
             Op::Symlink { target, path } => {
-                make_parent(path)?;
-                std::os::unix::fs::symlink(target, path)?;
+                with_parents(path, || std::os::unix::fs::symlink(target, path))?;
             }
             Op::OpenSource { host_path } => {
                 use rustix::fs::{Mode, OFlags, ResolveFlags};
