@@ -209,6 +209,7 @@ async fn serve(app: AppState, socket: &Path, admin_socket: &Path, mode: u32) -> 
             _ = tokio::signal::ctrl_c() => {}
         }
     };
+    tokio::spawn(app.upstreams.clone().sweep_idle());
     let agent = axum::serve(agent_listener, agent_router(app.clone()));
     let admin = axum::serve(admin_listener, admin_router(app));
     tracing::info!(socket = %socket.display(), admin_socket = %admin_socket.display(), "serving");

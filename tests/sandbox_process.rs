@@ -27,6 +27,25 @@ fn death_by_signal_exits_128_plus_the_signal() {
     }
 }
 
+#[test]
+fn a_pipe_closed_early_ends_the_writer_quietly_by_sigpipe() {
+    // `yes` is killed by SIGPIPE when `head` exits, as in any shell; were SIGPIPE left ignored
+    // (the supervisor's Rust runtime ignores it), `yes` would fail with EPIPE and say so.
+    let output = sandbox(&[
+        "--",
+        "/usr/bin/bash",
+        "-c",
+        "yes | head -n 1; echo \"statuses ${PIPESTATUS[*]}\"",
+    ]);
+    assert_success(&output);
+    assert_line(&output, "statuses 141 0");
+    assert!(
+        !stderr(&output).contains("Broken pipe"),
+        "{}",
+        describe(&output)
+    );
+}
+
 /// Starts `script` in the sandbox with stdout piped and returns once it printed its first line
 /// (so the sandbox is fully set up and the command is running).
 fn start_ready(options: &[&str], script: &str) -> (Child, BufReader<std::process::ChildStdout>) {

@@ -138,14 +138,14 @@ pub async fn forward(
             format!("path {path:?} does not make a valid upstream URL: {error}"),
         )
     })?;
-    let host = match endpoint {
-        Endpoint::Url { authority, .. } => HeaderValue::from_str(authority).map_err(|_| {
+    let host = match endpoint.host() {
+        Some(host) => HeaderValue::from_str(host).map_err(|_| {
             ProxyError::new(
                 StatusCode::BAD_GATEWAY,
-                format!("service {service_name}'s upstream host {authority:?} is not a valid Host"),
+                format!("service {service_name}'s upstream host {host:?} is not a valid Host"),
             )
         })?,
-        Endpoint::Unix(_) => HeaderValue::from_static("localhost"),
+        None => HeaderValue::from_static("localhost"),
     };
     parts.headers.insert(header::HOST, host);
     let request = Request::from_parts(parts, limited);

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::upstream::Endpoint;
+
 /// A service's configuration (never holds a secret: headers name credentials).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +79,18 @@ pub enum ServiceError {
     #[error("service {name}: upstream_url {url:?} must be http:// or https:// with a host")]
     BadUrl { name: String, url: String },
     #[error(
+        "service {0}: upstream_url must not carry credentials (user:password@host); give them \
+         to the proxy as credentials and name them in inject_headers"
+    )]
+    UrlCredentials(String),
+    #[error(
+        "service {name}: upstream_url {url:?} must not have a query or fragment: request paths \
+         are appended to it"
+    )]
+    UrlQuery { name: String, url: String },
+    #[error("service {name}: upstream_unix {path:?} must be an absolute path")]
+    RelativeSocket { name: String, path: String },
+    #[error(
         "service {name}: inject_headers maps {header:?} to {credential:?}, which is not a credential name (A-Z, 0-9, _)"
     )]
     BadCredential {
@@ -107,16 +121,30 @@ impl ServiceConfig {
             return Err(ServiceError::BadName(named()));
         }
         match (&self.upstream_url, &self.upstream_unix) {
-            (Some(url), None) => {
-                let rest = url
-                    .strip_prefix("http://")
-                    .or_else(|| url.strip_prefix("https://"));
-                if rest.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+            (Some(url), None) => match Endpoint::from_url(url) {
+                // Checked first: the URL itself is a secret then, never echoed in an error.
+                Some((Endpoint::Url { authority, .. }, _)) if authority.contains('@') => {
+                    return Err(ServiceError::UrlCredentials(named()));
+                }
+                Some(_) if url.contains(['?', '#']) => {
+                    return Err(ServiceError::UrlQuery {
+                        name: named(),
+                        url: url.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
                     return Err(ServiceError::BadUrl {
                         name: named(),
                         url: url.clone(),
                     });
                 }
+            },
+            (None, Some(path)) if !path.is_absolute() => {
+                return Err(ServiceError::RelativeSocket {
+                    name: named(),
+                    path: path.display().to_string(),
+                });
             }
             (None, Some(_)) => {}
             _ => return Err(ServiceError::Upstream(named())),
@@ -282,5 +310,31 @@ mod tests {
         ));
         let unknown = serde_json::from_str::<ServiceConfig>(r#"{"upstream": "http://a"}"#);
         assert!(unknown.is_err(), "misspelt fields are refused");
+    }
+
+    #[test]
+    fn upstreams_with_credentials_queries_or_relative_sockets_are_refused() {
+        let userinfo = service(r#"{"upstream_url": "https://me:sk-secret@api.example.com"}"#);
+        let error = userinfo.validate("x").expect_err("userinfo");
+        assert_eq!(error, ServiceError::UrlCredentials("x".into()));
+        assert!(
+            !error.to_string().contains("sk-secret"),
+            "the URL is not echoed: {error}"
+        );
+        let query = service(r#"{"upstream_url": "https://api.example.com/v1?key=k"}"#);
+        assert!(matches!(
+            query.validate("x"),
+            Err(ServiceError::UrlQuery { .. })
+        ));
+        let relative = service(r#"{"upstream_unix": "run/api.sock"}"#);
+        assert!(matches!(
+            relative.validate("x"),
+            Err(ServiceError::RelativeSocket { .. })
+        ));
+        assert!(
+            service(r#"{"upstream_unix": "/run/api.sock"}"#)
+                .validate("x")
+                .is_ok()
+        );
     }
 }

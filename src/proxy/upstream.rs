@@ -12,7 +12,7 @@
 //! Unix-socket upstreams share the pool too, instead of a connection per request.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,15 @@ use tower_service::Service as _;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Sender = SendRequest<Body>;
 
-/// Connections idle longer than this are closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Connections idle longer than this are closed rather than reused. Short, because an upstream
+/// may close an idle connection just as a request is written to it, and a request that was
+/// written is not retried: many servers close idle connections after 5 s (Node.js, uvicorn),
+/// while under load a connection is reused within milliseconds.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Connections kept per upstream (busy or idle); more are closed after their exchange.
 const MAX_PER_UPSTREAM: usize = 256;
+/// How often pooled connections are checked for idleness (see [`Upstreams::sweep_idle`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Where a service's requests go.
 #[derive(Debug, Clone, Copy)]
@@ -65,11 +70,17 @@ impl<'a> Endpoint<'a> {
         Some((endpoint, url[authority_end..].trim_end_matches('/')))
     }
 
-    fn key(&self) -> &'a str {
-        match self {
-            Endpoint::Url { origin, .. } => origin,
-            Endpoint::Unix(path) => path.to_str().unwrap_or_default(),
-        }
+    /// The `Host` an upstream URL's requests carry: its authority without a default port.
+    pub fn host(&self) -> Option<&'a str> {
+        let Endpoint::Url { origin, authority } = *self else {
+            return None;
+        };
+        let default_port = if origin.starts_with("https://") {
+            ":443"
+        } else {
+            ":80"
+        };
+        Some(authority.strip_suffix(default_port).unwrap_or(authority))
     }
 }
 
@@ -78,10 +89,54 @@ struct Pooled {
     since: Instant,
 }
 
+impl Pooled {
+    /// Whether the connection may still be used: open, and not idle past [`IDLE_TIMEOUT`].
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
+/// The connection pools: one per origin, one per Unix socket (two maps, so a socket path can
+/// never share a pool with an origin that happens to be spelt the same).
+#[derive(Default)]
+struct Pools {
+    origins: HashMap<String, Vec<Pooled>>,
+    sockets: HashMap<PathBuf, Vec<Pooled>>,
+}
+
+impl Pools {
+    fn get_mut(&mut self, endpoint: Endpoint<'_>) -> Option<&mut Vec<Pooled>> {
+        match endpoint {
+            Endpoint::Url { origin, .. } => self.origins.get_mut(origin),
+            Endpoint::Unix(path) => self.sockets.get_mut(path),
+        }
+    }
+
+    fn insert(&mut self, endpoint: Endpoint<'_>, pool: Vec<Pooled>) {
+        match endpoint {
+            Endpoint::Url { origin, .. } => {
+                self.origins.insert(origin.to_owned(), pool);
+            }
+            Endpoint::Unix(path) => {
+                self.sockets.insert(path.to_owned(), pool);
+            }
+        }
+    }
+
+    fn drop_unusable(&mut self, now: Instant) {
+        let keep = |pool: &mut Vec<Pooled>| {
+            pool.retain(|pooled| pooled.usable(now));
+            !pool.is_empty()
+        };
+        self.origins.retain(|_, pool| keep(pool));
+        self.sockets.retain(|_, pool| keep(pool));
+    }
+}
+
 /// The upstream client shared by every service: TLS settings and the connection pools.
 pub struct Upstreams {
     connector: Connector,
-    pools: Mutex<HashMap<String, Vec<Pooled>>>,
+    pools: Mutex<Pools>,
 }
 
 impl Upstreams {
@@ -116,7 +171,7 @@ impl Upstreams {
             .wrap_connector(http);
         Ok(Arc::new(Self {
             connector,
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(Pools::default()),
         }))
     }
 
@@ -127,13 +182,13 @@ impl Upstreams {
         endpoint: Endpoint<'_>,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, String> {
-        let (mut sender, reused) = match self.take(endpoint.key()) {
+        let (mut sender, reused) = match self.take(endpoint) {
             Some(sender) => (sender, true),
             None => (self.connect(endpoint).await?, false),
         };
         match sender.try_send_request(request).await {
             Ok(response) => {
-                self.give_back(endpoint.key(), sender);
+                self.give_back(endpoint, sender);
                 Ok(response)
             }
             Err(mut failed) => match failed.take_message() {
@@ -143,7 +198,7 @@ impl Upstreams {
                         .send_request(request)
                         .await
                         .map_err(|error| describe_error(&error))?;
-                    self.give_back(endpoint.key(), sender);
+                    self.give_back(endpoint, sender);
                     Ok(response)
                 }
                 _ => Err(describe_error(failed.error())),
@@ -151,7 +206,23 @@ impl Upstreams {
         }
     }
 
-    fn pools(&self) -> MutexGuard<'_, HashMap<String, Vec<Pooled>>> {
+    /// Every [`SWEEP_EVERY`], closes the pooled connections that are closed or idle past
+    /// [`IDLE_TIMEOUT`], so an idle proxy does not hold connections to its upstreams forever.
+    /// Runs until dropped.
+    ///
+    /// Its timer being always pending also spares each request a wake-up of the event loop:
+    /// tokio wakes its driver (an eventfd write) whenever a new timer — here the request's
+    /// upstream timeout — is due before every pending one, which with no other timer is always.
+    pub async fn sweep_idle(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            ticks.tick().await;
+            self.pools().drop_unusable(Instant::now());
+        }
+    }
+
+    fn pools(&self) -> MutexGuard<'_, Pools> {
         match self.pools.lock() {
             Ok(pools) => pools,
             Err(poisoned) => poisoned.into_inner(),
@@ -159,29 +230,25 @@ impl Upstreams {
     }
 
     /// A pooled connection ready for a new exchange; closed and stale ones are dropped.
-    fn take(&self, key: &str) -> Option<Sender> {
+    fn take(&self, endpoint: Endpoint<'_>) -> Option<Sender> {
         let mut pools = self.pools();
-        let pool = pools.get_mut(key)?;
+        let pool = pools.get_mut(endpoint)?;
         let now = Instant::now();
-        pool.retain(|pooled| {
-            !pooled.sender.is_closed() && now.duration_since(pooled.since) < IDLE_TIMEOUT
-        });
+        pool.retain(|pooled| pooled.usable(now));
         let ready = pool.iter().rposition(|pooled| pooled.sender.is_ready())?;
         Some(pool.swap_remove(ready).sender)
     }
 
-    fn give_back(&self, key: &str, sender: Sender) {
+    fn give_back(&self, endpoint: Endpoint<'_>, sender: Sender) {
         let mut pools = self.pools();
         let pooled = Pooled {
             sender,
             since: Instant::now(),
         };
-        match pools.get_mut(key) {
+        match pools.get_mut(endpoint) {
             Some(pool) if pool.len() < MAX_PER_UPSTREAM => pool.push(pooled),
             Some(_) => {}
-            None => {
-                pools.insert(key.to_owned(), vec![pooled]);
-            }
+            None => pools.insert(endpoint, vec![pooled]),
         }
     }
 
@@ -248,8 +315,18 @@ mod tests {
         assert_eq!(authority, "api.example.com:8443");
         assert_eq!(prefix, "/v1");
         let (endpoint, prefix) = Endpoint::from_url("http://127.0.0.1:9").expect("valid");
-        assert_eq!(endpoint.key(), "http://127.0.0.1:9");
+        assert_eq!(endpoint.host(), Some("127.0.0.1:9"));
         assert_eq!(prefix, "");
+        let (endpoint, _) = Endpoint::from_url("https://api.example.com:443").expect("valid");
+        assert_eq!(
+            endpoint.host(),
+            Some("api.example.com"),
+            "default port left out"
+        );
+        let (endpoint, _) = Endpoint::from_url("http://api.example.com:80/x").expect("valid");
+        assert_eq!(endpoint.host(), Some("api.example.com"));
+        let (endpoint, _) = Endpoint::from_url("https://api.example.com:80").expect("valid");
+        assert_eq!(endpoint.host(), Some("api.example.com:80"));
         assert!(Endpoint::from_url("ftp://host").is_none());
         assert!(Endpoint::from_url("http:///path").is_none());
     }

@@ -778,9 +778,11 @@ fn harden_init(prepared: &Prepared, report: &OwnedFd) {
     }
 }
 
-/// Starts the command as pid 2 with the caller's signal mask, in a new session if asked, trying
-/// each candidate path like `execvp`; a command that cannot be started ends the init with 127
-/// (not found) or 126 (cannot execute) and a report naming it.
+/// Starts the command as pid 2 with the caller's signal mask and SIGPIPE at its default, in a
+/// new session if asked, trying each candidate path like `execvp`. A command that cannot be
+/// started ends the init with 127 (not found) or 126 (cannot execute) and a report naming it;
+/// a process that could not be created (the pids or memory limit) with 125, "spawn the
+/// command".
 ///
 /// `posix_spawn` rather than `fork` + `execve`: the C library's spawn is a `vfork`-style clone
 /// (`CLONE_VM | CLONE_VFORK`, which the seccomp profile allows) that shares the init's memory
@@ -790,28 +792,49 @@ fn harden_init(prepared: &Prepared, report: &OwnedFd) {
 fn spawn_command(prepared: &Prepared, report: &OwnedFd, mask: &SigSet) -> Pid {
     let argv = null_terminated(&prepared.argv);
     let envp = null_terminated(&prepared.envp);
+    // The Rust runtime of this process ignores SIGPIPE, and an ignored signal stays ignored
+    // across exec: without this, `yes | head` inside would end in EPIPE errors.
+    let mut defaults = SigSet::empty();
+    defaults.add(Signal::SIGPIPE);
     let mut last_errno = libc::ENOENT;
     let searching = prepared.candidates.len() > 1;
     for candidate in &prepared.candidates {
-        // Each failed spawn is a process that tried to exec, so on a `PATH` search only an
-        // executable candidate is spawned: the command stays pid 2.
+        // On a `PATH` search a candidate that is plainly absent or not executable is skipped
+        // without spawning, so no pid is spent on it.
         // SAFETY: `candidate` is a C string; access only reads it.
-        if searching && unsafe { libc::access(candidate.as_ptr(), libc::X_OK) } != 0 {
-            let errno = std::io::Error::last_os_error()
+        let errno = if searching && unsafe { libc::access(candidate.as_ptr(), libc::X_OK) } != 0 {
+            std::io::Error::last_os_error()
                 .raw_os_error()
-                .unwrap_or(libc::ENOENT);
-            if errno != libc::ENOENT || last_errno == libc::ENOENT {
-                last_errno = errno;
+                .unwrap_or(libc::ENOENT)
+        } else {
+            match posix_spawn(
+                candidate,
+                &argv,
+                &envp,
+                mask,
+                &defaults,
+                prepared.new_session,
+            ) {
+                Ok(pid) => return pid,
+                Err(errno) => errno,
             }
-            continue;
-        }
-        match posix_spawn(candidate, &argv, &envp, mask, prepared.new_session) {
-            Ok(pid) => return pid,
-            Err(errno) => {
-                // Like execvp: remember a more telling error than "not found" (EACCES, …).
-                if errno != libc::ENOENT || last_errno == libc::ENOENT {
-                    last_errno = errno;
-                }
+        };
+        match errno {
+            // No process could be made: nothing to do with the command.
+            libc::EAGAIN | libc::ENOMEM => fail(
+                report,
+                "spawn the command",
+                None,
+                errno,
+                "",
+                EXIT_SETUP_FAILED,
+            ),
+            // What execvp searches on; it reports EACCES over "not found" at the end.
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            libc::EACCES => last_errno = libc::EACCES,
+            other => {
+                last_errno = other;
+                break;
             }
         }
     }
@@ -852,10 +875,11 @@ fn posix_spawn(
     argv: &[*mut libc::c_char],
     envp: &[*mut libc::c_char],
     mask: &SigSet,
+    defaults: &SigSet,
     new_session: bool,
 ) -> Result<Pid, i32> {
-    // The flags argument is a short; POSIX_SPAWN_SETSIGMASK (8) is declared as an int.
-    let mut flags = libc::POSIX_SPAWN_SETSIGMASK as libc::c_short;
+    // The flags argument is a short; the POSIX_SPAWN_* values are declared as ints.
+    let mut flags = (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
     if new_session {
         flags |= libc::POSIX_SPAWN_SETSID;
     }
@@ -869,6 +893,10 @@ fn posix_spawn(
     let attributes = unsafe { attributes.assume_init_mut() };
     // SAFETY: an initialised attribute object and a valid sigset_t (nix's SigSet wraps one).
     let mut result = unsafe { libc::posix_spawnattr_setsigmask(attributes, mask.as_ref()) };
+    if result == 0 {
+        // SAFETY: an initialised attribute object and a valid sigset_t.
+        result = unsafe { libc::posix_spawnattr_setsigdefault(attributes, defaults.as_ref()) };
+    }
     if result == 0 {
         // SAFETY: an initialised attribute object; the flags are POSIX_SPAWN_* constants.
         result = unsafe { libc::posix_spawnattr_setflags(attributes, flags) };
