@@ -116,7 +116,7 @@ impl LocalStack {
         });
         let operator = operator.map_err(|error| format!("logging in the operator: {error}"))?;
         let session = options.dir.join("operator-session.json");
-        let login = run_cli(
+        let login = run_bureau(
             &options.bureau,
             &session,
             &[
@@ -418,7 +418,10 @@ fn path_text(path: &Path) -> Result<&str, String> {
         .ok_or_else(|| format!("{} is not UTF-8", path.display()))
 }
 
-fn run_cli(bureau: &Path, session: &Path, args: &[&str], input: Option<&str>) -> Output {
+/// `bureau ARGS` (the binary at `bureau`) with `session` as its session file and `input` on
+/// stdin; a binary that cannot be started gives status 127 and says why on stderr. The tests'
+/// CLI runner is this too.
+pub fn run_bureau(bureau: &Path, session: &Path, args: &[&str], input: Option<&str>) -> Output {
     use std::io::Write;
     let child = Command::new(bureau)
         .args(args)
@@ -449,7 +452,7 @@ fn run_cli(bureau: &Path, session: &Path, args: &[&str], input: Option<&str>) ->
 }
 
 fn cli_ok(bureau: &Path, session: &Path, args: &[&str]) -> Result<String, String> {
-    let output = run_cli(bureau, session, args, None);
+    let output = run_bureau(bureau, session, args, None);
     if output.status.success() {
         Ok(text(&output.stdout))
     } else {

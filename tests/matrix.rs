@@ -12,42 +12,7 @@ use serde_json::{Value, json};
 
 mod cli_support;
 
-use cli_support::{BUREAU, bureau, homeserver, runtime, text, unique};
-
-/// A fresh account, logged in.
-async fn new_user(server: &LocalHomeserver, prefix: &str, admin: bool) -> (Client, String) {
-    let name = unique(prefix);
-    let client = Client::connect(&server.base_url(), &ConnectOptions::default())
-        .await
-        .expect("connect");
-    let secret = Secret::from_string(server.shared_secret().to_owned());
-    let password = Secret::from_string(format!("{name}-password"));
-    let user = client
-        .register_with_shared_secret(&secret, &name, &password, admin)
-        .await
-        .expect("register");
-    (user, name)
-}
-
-/// Logs `name` in through the CLI; returns the session file's directory (kept alive by caller).
-fn cli_login(server: &LocalHomeserver, name: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let session = dir.path().join("session.json");
-    let output = bureau(
-        &session,
-        &[
-            "login",
-            "--homeserver",
-            &server.base_url(),
-            "--user",
-            name,
-            "--password-stdin",
-        ],
-        Some(&format!("{name}-password\n")),
-    );
-    assert!(output.status.success(), "login: {}", text(&output.stderr));
-    (dir, session)
-}
+use cli_support::{BUREAU, bureau, cli_login, homeserver, new_user, runtime, text, unique};
 
 #[test]
 fn register_login_and_whoami() {

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use bureau::machine::BootstrapFile;
 use bureau::matrix::{Client, ConnectOptions, parse_user_id};
 use bureau::schema::{Credentials, MachineConfig, RestartPolicy};
-use bureau::secret::Secret;
 use ruma::OwnedRoomId;
 use serde_json::{Value, json};
 
 mod cli_support;
 
-use cli_support::{bureau, homeserver, runtime, text, unique};
+use cli_support::{bureau, cli_login, homeserver, new_user, runtime, text, unique};
 
 /// Runs `bureau ARGS`, asserts success, and parses stdout as JSON.
 fn bureau_json(session: &Path, args: &[&str], input: Option<&str>) -> Value {
@@ -88,38 +87,8 @@ struct Admin {
 impl Admin {
     fn new() -> Self {
         let server = homeserver();
-        let name = unique("admin");
-        let password = format!("{name}-password");
-        let client = runtime().block_on(async {
-            let anonymous = Client::connect(&server.base_url(), &ConnectOptions::default())
-                .await
-                .expect("connect");
-            let secret = Secret::from_string(server.shared_secret().to_owned());
-            anonymous
-                .register_with_shared_secret(
-                    &secret,
-                    &name,
-                    &Secret::from_string(password.clone()),
-                    true,
-                )
-                .await
-                .expect("register the admin")
-        });
-        let dir = tempfile::tempdir().expect("tempdir");
-        let session = dir.path().join("session.json");
-        let output = bureau(
-            &session,
-            &[
-                "login",
-                "--homeserver",
-                &server.base_url(),
-                "--user",
-                &name,
-                "--password-stdin",
-            ],
-            Some(&format!("{password}\n")),
-        );
-        assert!(output.status.success(), "login: {}", text(&output.stderr));
+        let (client, name) = runtime().block_on(new_user(server, "admin", true));
+        let (dir, session) = cli_login(server, &name);
         Self {
             _dir: dir,
             name,

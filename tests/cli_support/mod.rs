@@ -2,13 +2,15 @@
 #![allow(dead_code)]
 
 //! What the Matrix-backed CLI tests share: one homeserver per test binary, a runtime, unique
-//! names, and running the real `bureau` binary with a session file.
+//! names, fresh accounts, and running the real `bureau` binary with a session file.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use bureau::homeserver::{HomeserverConfig, LocalHomeserver};
+use bureau::matrix::{Client, ConnectOptions};
+use bureau::secret::Secret;
 
 pub const BUREAU: &str = env!("CARGO_BIN_EXE_bureau");
 
@@ -41,22 +43,43 @@ pub fn unique(prefix: &str) -> String {
 
 /// `bureau ARGS` with a session file, stdin from `input`.
 pub fn bureau(session: &Path, args: &[&str], input: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(BUREAU)
-        .args(args)
-        .env("BUREAU_SESSION_FILE", session)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bureau");
-    let mut stdin = child.stdin.take().expect("stdin");
-    if let Some(input) = input {
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    drop(stdin);
-    child.wait_with_output().expect("wait bureau")
+    bureau::devstack::run_bureau(Path::new(BUREAU), session, args, input)
+}
+
+/// A fresh account (`admin` for a server admin) with the password `<name>-password`.
+pub async fn new_user(server: &LocalHomeserver, prefix: &str, admin: bool) -> (Client, String) {
+    let name = unique(prefix);
+    let client = Client::connect(&server.base_url(), &ConnectOptions::default())
+        .await
+        .expect("connect");
+    let secret = Secret::from_string(server.shared_secret().to_owned());
+    let password = Secret::from_string(format!("{name}-password"));
+    let user = client
+        .register_with_shared_secret(&secret, &name, &password, admin)
+        .await
+        .expect("register");
+    (user, name)
+}
+
+/// Logs `name` (made by [`new_user`]) in through the CLI; returns the session file and the
+/// directory holding it (kept alive by the caller).
+pub fn cli_login(server: &LocalHomeserver, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = dir.path().join("session.json");
+    let output = bureau(
+        &session,
+        &[
+            "login",
+            "--homeserver",
+            &server.base_url(),
+            "--user",
+            name,
+            "--password-stdin",
+        ],
+        Some(&format!("{name}-password\n")),
+    );
+    assert!(output.status.success(), "login: {}", text(&output.stderr));
+    (dir, session)
 }
 
 /// Bytes as text (lossy), for messages.
