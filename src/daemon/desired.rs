@@ -161,9 +161,8 @@ fn desired(
     credentials: Option<&Value>,
     lookup: &impl Fn(&TemplateRef) -> Option<Template>,
 ) -> Result<Desired, String> {
-    if !assignment.payload.is_object() {
-        return Err("payload must be a JSON object".to_owned());
-    }
+    // The same checks `bureau list` and `agent create` make: payload, grants, start condition.
+    assignment.validate().map_err(|error| error.to_string())?;
     let template = resolve(&assignment.template, lookup).map_err(|error| error.to_string())?;
     template
         .validate_resolved()
@@ -302,18 +301,24 @@ mod tests {
             {"principal": "acme/agent/ghost", "template": "nope"},
             {"principal": "acme/agent/loop", "template": "loop-a"},
             {"principal": "acme/agent/bare", "template": "agent-base"},
+            {"principal": "acme/agent/grant", "template": "worker",
+             "authorization": {"grants": [{"actions": []}]}},
+            {"principal": "acme/agent/list", "template": "worker", "payload": [1]},
         ]}));
         assert_eq!(results[0], ("acme/agent/ok".into(), None));
         let reason = |index: usize| results[index].1.clone().unwrap();
         assert_eq!(results[1].0, "acme/../evil");
         assert!(reason(1).contains(".."), "{}", reason(1));
         assert!(reason(2).contains("nope"), "{}", reason(2));
-        assert!(
-            reason(3).contains("loop-a") && reason(3).contains("loop-b"),
-            "{}",
-            reason(3)
-        );
+        assert!(reason(3).contains("cycle"), "{}", reason(3));
         assert!(reason(4).contains("command is empty"), "{}", reason(4));
+        // What `bureau list` calls invalid the daemon does not run either.
+        assert!(
+            reason(5).contains("authorization.grants[0]"),
+            "{}",
+            reason(5)
+        );
+        assert!(reason(6).contains("not a JSON object"), "{}", reason(6));
     }
 
     #[test]

@@ -28,8 +28,8 @@ use crate::machine::{MachineIdentity, MachinePaths};
 use crate::matrix::{Client, ConnectOptions, MatrixError, Session, SyncStream};
 use crate::naming::Localpart;
 use crate::schema::{
-    CREDENTIALS, MACHINE_CONFIG, MACHINE_INFO, MACHINE_STATUS, MachineStatus, Outcome,
-    OutcomeMessage, PrincipalState, PrincipalStatus, TEMPLATE, TemplateRef,
+    CREDENTIALS, MACHINE_CONFIG, MACHINE_CONFIG_STATE_KEY, MACHINE_INFO, MACHINE_STATUS,
+    MachineStatus, Outcome, OutcomeMessage, PrincipalState, PrincipalStatus, TEMPLATE, TemplateRef,
 };
 
 /// How long a launcher request may take (a create starts a proxy and a sandbox; a destroy
@@ -269,7 +269,9 @@ impl Daemon {
         for event in state {
             let key = event["state_key"].as_str().unwrap_or_default().to_owned();
             match event["type"].as_str() {
-                Some(MACHINE_CONFIG) if key.is_empty() => config = Some(event["content"].clone()),
+                Some(MACHINE_CONFIG) if key == MACHINE_CONFIG_STATE_KEY => {
+                    config = Some(event["content"].clone())
+                }
                 Some(CREDENTIALS) => {
                     credentials.insert(key, event["content"].clone());
                 }

@@ -71,18 +71,6 @@ fn admin_user_path(user_id: &str) -> String {
     format!("/_synapse/admin/v2/users/{}", encode_path_segment(user_id))
 }
 
-/// Whether `localpart`'s account exists on the operator's server (deactivated accounts count:
-/// their names cannot be registered again).
-///
-/// Example: a machine provisioned before → `Ok(true)`; a name never used → `Ok(false)`; an
-/// operator who is not a homeserver admin → `Err(… 403 M_FORBIDDEN …)`.
-pub async fn account_exists(
-    operator: &Operator,
-    localpart: &Localpart,
-) -> Result<bool, OperatorError> {
-    Ok(existing_account(operator, localpart).await?.is_some())
-}
-
 /// Synapse's record of `localpart`'s account (`GET /_synapse/admin/v2/users/…`), if it exists.
 async fn existing_account(
     operator: &Operator,
@@ -142,7 +130,8 @@ pub async fn create_account(
     if record.is_some_and(|record| record["admin"].as_bool() == Some(true)) {
         return Err(OperatorError::AccountExists {
             user_id,
-            hint: "it is a homeserver admin, and Bureau never resets an admin's password;                    choose another name",
+            hint: "it is a homeserver admin, and Bureau never resets an admin's password; choose another \
+                   name",
         });
     }
     let password_text = password

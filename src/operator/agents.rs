@@ -15,15 +15,15 @@ use serde_json::{Map, Value};
 
 use super::Operator;
 use super::accounts::{ExistingAccount, create_account, random_password};
-use super::credentials::{fetch_machine_key, json_kind, seal_and_publish};
+use super::credentials::{fetch_machine_key, seal_and_publish};
 use super::error::{MatrixContext, OperatorError};
-use super::rooms::{config_room, invite_once, machine_config_state_key, membership, read_state};
+use super::rooms::{config_room, invite_once, membership, read_state};
 use super::templates::resolve_template;
 use crate::machine::{MachineIdentity, parse_machine_name};
 use crate::naming::Localpart;
 use crate::schema::{
-    Authorization, CREDENTIALS, Grant, MACHINE_CONFIG, MATRIX_TOKEN_CREDENTIAL,
-    PrincipalAssignment, RestartPolicy, TemplateRef,
+    Authorization, CREDENTIALS, Grant, MACHINE_CONFIG, MACHINE_CONFIG_STATE_KEY,
+    MATRIX_TOKEN_CREDENTIAL, PrincipalAssignment, RestartPolicy, TemplateRef, json_kind,
 };
 use crate::secret::Secret;
 
@@ -191,7 +191,7 @@ pub async fn create_agent(
             missing.join(", ")
         )));
     }
-    let mut config = read_config(operator, machine, &config_room, &config_alias).await?;
+    let mut config = read_config(operator, &config_room, &config_alias).await?;
 
     let password = random_password()?;
     let principal_client =
@@ -213,16 +213,13 @@ pub async fn create_agent(
         seal_and_publish(operator, machine, &machine_key, &principal, &credentials).await?;
     drop(credentials);
 
-    assignment
-        .validate()
-        .map_err(|error| OperatorError::Invalid(error.to_string()))?;
     let replaced = config.remove(&principal);
     config
         .principals
         .push(serde_json::to_value(&assignment).map_err(|error| {
             OperatorError::Invalid(format!("encoding the assignment: {error}"))
         })?);
-    write_config(operator, machine, &config_room, &config_alias, config).await?;
+    write_config(operator, &config_room, &config_alias, config).await?;
 
     Ok(CreatedAgent {
         principal: principal.to_string(),
@@ -277,11 +274,10 @@ impl RawConfig {
 /// array, not a JSON object …)`.
 pub(super) async fn read_config(
     operator: &Operator,
-    machine: &MachineIdentity,
     config_room: &ruma::OwnedRoomId,
     config_alias: &str,
 ) -> Result<RawConfig, OperatorError> {
-    let state_key = machine_config_state_key(machine);
+    let state_key = MACHINE_CONFIG_STATE_KEY;
     let content: Option<Value> = read_state(
         operator,
         config_room,
@@ -325,7 +321,6 @@ pub(super) async fn read_config(
 /// Writes `config` back as the machine's `m.bureau.machine_config`.
 async fn write_config(
     operator: &Operator,
-    machine: &MachineIdentity,
     config_room: &ruma::OwnedRoomId,
     config_alias: &str,
     config: RawConfig,
@@ -337,7 +332,7 @@ async fn write_config(
         .state_put(
             config_room,
             MACHINE_CONFIG,
-            machine_config_state_key(machine),
+            MACHINE_CONFIG_STATE_KEY,
             &Value::Object(content),
         )
         .await
@@ -378,10 +373,10 @@ pub async fn destroy_agent(
     principal: &Localpart,
 ) -> Result<DestroyedAgent, OperatorError> {
     let (config_room, config_alias) = config_room(operator, machine).await?;
-    let mut config = read_config(operator, machine, &config_room, &config_alias).await?;
+    let mut config = read_config(operator, &config_room, &config_alias).await?;
     let assignment_removed = config.remove(principal);
     if assignment_removed {
-        write_config(operator, machine, &config_room, &config_alias, config).await?;
+        write_config(operator, &config_room, &config_alias, config).await?;
     }
 
     let bundle: Option<Value> = read_state(

@@ -22,6 +22,7 @@ use crate::machine::MachineIdentity;
 use crate::naming::Localpart;
 use crate::schema::{
     CREDENTIALS, Credentials, MACHINE_KEY, MATRIX_TOKEN_CREDENTIAL, MachineKey, is_credential_name,
+    json_kind,
 };
 use crate::secret::{Secret, zeroize};
 
@@ -94,20 +95,6 @@ pub fn parse_credential_values(
     match problem {
         Some(message) => Err(OperatorError::Invalid(message)),
         None => Ok(values),
-    }
-}
-
-/// How a JSON value's kind reads in an error message (never the value itself).
-///
-/// Example: `98765` → `a number`; `[]` → `an array`.
-pub(super) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -284,7 +271,7 @@ async fn refuse_dropping_matrix_token(
     }
     // The template for the suggested command, when the assignment names one (best effort: the
     // refusal stands either way).
-    let template = read_config(operator, machine, &config_room, &config_alias)
+    let template = read_config(operator, &config_room, &config_alias)
         .await
         .ok()
         .and_then(|config| config.template_of(principal).map(str::to_owned))

@@ -167,7 +167,7 @@ async fn fill(
             ),
         });
     };
-    let config = read_config(operator, machine, &config_room, &config_alias).await?;
+    let config = read_config(operator, &config_room, &config_alias).await?;
     listing.principals = principals(&config.principals, &status);
     Ok(())
 }

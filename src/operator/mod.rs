@@ -6,7 +6,7 @@
 //! - Every room alias comes from [`MachineIdentity`] (config room, fleet machine room, template
 //!   room), so the operator and the machine can never disagree about names.
 //! - Event contents are the `schema` types the daemon and launcher read: `m.bureau.machine_config`
-//!   (state key `""`, [`machine_config_state_key`]), `m.bureau.credentials`
+//!   (state key [`MACHINE_CONFIG_STATE_KEY`](crate::schema::MACHINE_CONFIG_STATE_KEY)), `m.bureau.credentials`
 //!   (state key: the principal), `m.bureau.template` (state key: the template's name).
 //! - A secret (password, access token, credential value) never reaches an error, a log line or a
 //!   return value that is printed: passwords and tokens live in [`Secret`](crate::secret::Secret)s
@@ -29,7 +29,7 @@ mod machines;
 mod rooms;
 mod templates;
 
-pub use accounts::{ExistingAccount, account_exists, create_account, random_password};
+pub use accounts::{ExistingAccount, create_account, random_password};
 pub use agents::{
     AgentSpec, CreatedAgent, DestroyedAgent, create_agent, destroy_agent, parse_grant,
 };
@@ -40,9 +40,7 @@ pub use credentials::{
 pub use error::OperatorError;
 pub use listing::{MachineListing, PrincipalListing, fleet_machines, list_machines};
 pub use machines::{ProvisionedMachine, default_bootstrap_path, provision_machine};
-pub use rooms::{
-    fleet_machine_room_alias, machine_config_state_key, namespace_template_room_alias,
-};
+pub use rooms::{fleet_machine_room_alias, namespace_template_room_alias};
 pub use templates::{
     PushedTemplate, TemplateLocation, TemplateSummary, fetch_template, list_templates,
     parse_template, push_template, resolve_template, resolve_unpublished, template_location,

@@ -76,26 +76,6 @@ pub fn namespace_template_room_alias(
     Ok(placeholder(server_name, namespace.as_str())?.template_room_alias())
 }
 
-/// The state key of a machine's `m.bureau.machine_config` event: `""` (the config room
-/// belongs to one machine, and the daemon reads the event with the empty key).
-///
-/// Note: the table in [`schema`](crate::schema) says "machine localpart"; the daemon and this
-/// module use `""`. This function is the one place the operator side spells it.
-///
-/// Example: `acme/fleet/prod/machine/box1` → `""`.
-///
-/// ```
-/// use bureau::machine::MachineIdentity;
-/// use bureau::operator::machine_config_state_key;
-///
-/// let box1 = MachineIdentity::new("http://h", "bureau.local", "acme/fleet/prod/machine/box1")?;
-/// assert_eq!(machine_config_state_key(&box1), "");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn machine_config_state_key(_machine: &MachineIdentity) -> &'static str {
-    ""
-}
-
 /// What makes a machine's fleet and namespace rooms, for hints.
 ///
 /// Example: `acme/fleet/prod/machine/box1` → "run `bureau matrix setup acme --fleet prod`

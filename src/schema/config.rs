@@ -312,8 +312,9 @@ fn is_empty_object(value: &Value) -> bool {
     value.as_object().is_some_and(Map::is_empty)
 }
 
-/// How a JSON value's kind reads in an error message.
-fn json_kind(value: &Value) -> &'static str {
+/// How a JSON value's kind reads in an error message, never the value itself (`98765` → `a
+/// number`, `[]` → `an array`).
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -66,7 +66,9 @@ pub use authorization::{
     PrincipalPatternError,
 };
 pub use builtin::{AGENT_BASE_TEMPLATE, BASE_TEMPLATE};
-pub use config::{ConfigError, MachineConfig, PrincipalAssignment, RestartPolicy, StartCondition};
+pub use config::{
+    ConfigError, MachineConfig, PrincipalAssignment, RestartPolicy, StartCondition, json_kind,
+};
 pub use credentials::{
     AGE_ARMOR_FOOTER, AGE_ARMOR_HEADER, CREDENTIALS_VERSION, Credentials, CredentialsError,
     MATRIX_TOKEN_CREDENTIAL, is_credential_name,
@@ -120,6 +122,8 @@ pub const MACHINE_STATUS: &str = "m.bureau.machine_status";
 /// Room: the machine's config room; state key: `""` (the room belongs to that one machine).
 /// Content: [`MachineConfig`].
 pub const MACHINE_CONFIG: &str = "m.bureau.machine_config";
+/// The state key of [`MACHINE_CONFIG`]: empty, since the config room belongs to one machine.
+pub const MACHINE_CONFIG_STATE_KEY: &str = "";
 
 /// A principal's age-encrypted credential bundle.
 ///
