@@ -233,7 +233,20 @@ impl LocalStack {
         std::fs::create_dir_all(&inputs)
             .map_err(|error| format!("creating {}: {error}", inputs.display()))?;
         let credentials = inputs.join(format!("{}.json", principal.replace('/', "_")));
-        std::fs::write(&credentials, json!({DEMO_CREDENTIAL: secret}).to_string())
+        // The demo secret, readable by its owner only (like every credential file).
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&credentials)
+            .and_then(|mut file| {
+                std::io::Write::write_all(
+                    &mut file,
+                    json!({DEMO_CREDENTIAL: secret}).to_string().as_bytes(),
+                )
+            })
             .map_err(|error| format!("writing {}: {error}", credentials.display()))?;
         let _config = self
             .config_lock

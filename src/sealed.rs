@@ -557,8 +557,9 @@ pub fn seal(
 }
 
 /// The JSON map `{"NAME": "value", …}`, written straight into one buffer sized so it never
-/// reallocates (a reallocation would leave an unzeroed copy of the secrets behind).
-fn plaintext_json(values: &BTreeMap<String, Secret>) -> Result<Secret, SealError> {
+/// reallocates (a reallocation would leave an unzeroed copy of the secrets behind). What is
+/// sealed to a machine, and what the launcher sends a proxy to rotate its credentials.
+pub(crate) fn plaintext_json(values: &BTreeMap<String, Secret>) -> Result<Secret, SealError> {
     // Worst case, JSON escapes every byte as `\u00XX` (6 bytes).
     let capacity = values
         .iter()

@@ -649,14 +649,14 @@ impl Launcher {
         };
         values.remove(MATRIX_TOKEN_CREDENTIAL);
         let key_names: Vec<String> = values.keys().cloned().collect();
-        let body = match encode_credentials_json(&values) {
+        let body = match crate::sealed::plaintext_json(&values) {
             Ok(body) => body,
-            Err(message) => return error(message),
+            Err(reason) => return error(reason.to_string()),
         };
         drop(values);
         let admin = admin_socket_path(&self.config.paths.run_dir, principal);
         // The one buffer goes to the request as is and is zeroed when the request drops it.
-        let body = Bytes::from_owner(SecretBody(Secret::new(body)));
+        let body = Bytes::from_owner(SecretBody(body));
         match admin_put(&admin, "/v1/admin/credentials", body).await {
             Ok(()) => Response::KeyNames { key_names },
             Err(message) => error(format!("rotating {principal}'s credentials: {message}")),
@@ -789,6 +789,14 @@ fn encode_proxy_payload(
         grants: &'a [Grant],
     }
     let not_text = |name: &str| format!("credential {name} is not UTF-8 text");
+    // The grants go after the secrets, so their size is counted too (they are not secret).
+    let mut grants_size = Vec::new();
+    grants
+        .serialize(&mut minicbor_serde::Serializer::new(&mut grants_size))
+        .map_err(|cbor| format!("encoding the proxy's grants: {cbor}"))?;
+    let identity_size = identity.map_or(0, |(url, user_id, token)| {
+        url.len() + user_id.len() + token.len() + 64
+    });
     let identity = match identity {
         Some((homeserver_url, user_id, token)) => Some(IdentityWire {
             homeserver_url,
@@ -807,8 +815,9 @@ fn encode_proxy_payload(
         );
     }
     // Sized up front so the buffer never grows (a reallocation would leave a copy of the
-    // secrets in freed memory).
-    let mut buffer = Vec::with_capacity(secret_capacity(credentials) + 1024 + grants.len() * 256);
+    // secrets in freed memory): every part, counted, plus room for the framing.
+    let mut buffer =
+        Vec::with_capacity(secret_capacity(credentials) + identity_size + grants_size.len() + 1024);
     let mut serializer = minicbor_serde::Serializer::new(&mut buffer);
     let encoded = PayloadWire {
         identity,
@@ -840,27 +849,6 @@ struct SecretBody(Secret);
 impl AsRef<[u8]> for SecretBody {
     fn as_ref(&self) -> &[u8] {
         self.0.expose()
-    }
-}
-
-/// `{"NAME": "value", …}` for the proxy's credential rotation. The caller zeroizes the result.
-fn encode_credentials_json(values: &BTreeMap<String, Secret>) -> Result<Vec<u8>, String> {
-    let mut map = BTreeMap::new();
-    for (name, value) in values {
-        map.insert(
-            name.as_str(),
-            value
-                .expose_str()
-                .ok_or_else(|| format!("credential {name} is not UTF-8 text"))?,
-        );
-    }
-    let mut buffer = Vec::with_capacity(secret_capacity(values));
-    match serde_json::to_writer(&mut buffer, &map) {
-        Ok(()) => Ok(buffer),
-        Err(json) => {
-            zeroize(&mut buffer);
-            Err(json.to_string())
-        }
     }
 }
 

@@ -76,18 +76,19 @@ pub enum ServiceError {
     BadName(String),
     #[error("service {0}: give exactly one of upstream_url or upstream_unix")]
     Upstream(String),
-    #[error("service {name}: upstream_url {url:?} must be http:// or https:// with a host")]
-    BadUrl { name: String, url: String },
+    // URL errors name the service, never the URL: one can carry a secret (`?key=…`, `user:…@`).
+    #[error("service {0}: upstream_url must be http:// or https:// with a host")]
+    BadUrl(String),
     #[error(
         "service {0}: upstream_url must not carry credentials (user:password@host); give them \
          to the proxy as credentials and name them in inject_headers"
     )]
     UrlCredentials(String),
     #[error(
-        "service {name}: upstream_url {url:?} must not have a query or fragment: request paths \
-         are appended to it"
+        "service {0}: upstream_url must not have a query or fragment (`?`, `#`): request paths \
+         are appended to it; give keys as credentials in inject_headers"
     )]
-    UrlQuery { name: String, url: String },
+    UrlQuery(String),
     #[error("service {name}: upstream_unix {path:?} must be an absolute path")]
     RelativeSocket { name: String, path: String },
     #[error(
@@ -127,18 +128,10 @@ impl ServiceConfig {
                     return Err(ServiceError::UrlCredentials(named()));
                 }
                 Some(_) if url.contains(['?', '#']) => {
-                    return Err(ServiceError::UrlQuery {
-                        name: named(),
-                        url: url.clone(),
-                    });
+                    return Err(ServiceError::UrlQuery(named()));
                 }
                 Some(_) => {}
-                None => {
-                    return Err(ServiceError::BadUrl {
-                        name: named(),
-                        url: url.clone(),
-                    });
-                }
+                None => return Err(ServiceError::BadUrl(named())),
             },
             (None, Some(path)) if !path.is_absolute() => {
                 return Err(ServiceError::RelativeSocket {
@@ -322,10 +315,9 @@ mod tests {
             "the URL is not echoed: {error}"
         );
         let query = service(r#"{"upstream_url": "https://api.example.com/v1?key=k"}"#);
-        assert!(matches!(
-            query.validate("x"),
-            Err(ServiceError::UrlQuery { .. })
-        ));
+        let error = query.validate("x").expect_err("query");
+        assert_eq!(error, ServiceError::UrlQuery("x".into()));
+        assert!(!error.to_string().contains("key=k"), "{error}");
         let relative = service(r#"{"upstream_unix": "run/api.sock"}"#);
         assert!(matches!(
             relative.validate("x"),
