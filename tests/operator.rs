@@ -285,6 +285,7 @@ fn machine_provision_writes_a_private_bootstrap_file_and_runs_once() {
     });
 
     // The same bootstrap path is never overwritten.
+    let before = std::fs::read(&bootstrap).expect("the bootstrap file");
     let error = bureau_fails(
         &admin.session,
         &[
@@ -297,6 +298,11 @@ fn machine_provision_writes_a_private_bootstrap_file_and_runs_once() {
         None,
     );
     assert!(error.contains("already exists"), "{error}");
+    assert_eq!(
+        std::fs::read(&bootstrap).expect("the bootstrap file"),
+        before,
+        "the first machine's bootstrap file is unchanged"
+    );
 
     // Without `bureau matrix setup`, the error says to run it.
     let unset = unique("nosetup");
