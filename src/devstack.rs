@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::demo::{DEMO_CREDENTIAL, DEMO_TEMPLATE, DemoService, demo_template};
 use crate::homeserver::{HomeserverConfig, LocalHomeserver};
 use crate::launcher::ipc::{self, Request, Response, SandboxInfo};
-use crate::machine::MachinePaths;
+use crate::machine::{MachineIdentity, MachinePaths};
 use crate::matrix::{Client, ConnectOptions, SyncStream};
 use crate::naming::Localpart;
 use crate::schema::{MACHINE_CONFIG, MACHINE_STATUS};
@@ -64,6 +64,16 @@ impl StackOptions {
             log_level: "debug".to_owned(),
         }
     }
+
+    /// The operator's session file (for `bureau` commands as the operator).
+    pub fn operator_session(&self) -> PathBuf {
+        self.dir.join("operator-session.json")
+    }
+
+    /// The machine's rootless directory (`bureau-launcher --dir`, `bureau-daemon --dir`).
+    pub fn machine_dir(&self) -> PathBuf {
+        self.dir.join("machine")
+    }
 }
 
 /// A running local Bureau. Dropping it stops the homeserver; [`LocalStack::stop`] also stops
@@ -79,6 +89,8 @@ pub struct LocalStack {
     pub operator: Client,
     /// The machine's config room.
     pub config_room: OwnedRoomId,
+    /// The machine's names (its rooms' aliases come from here).
+    pub machine: MachineIdentity,
     /// The demo service.
     pub demo: DemoService,
     daemon: Mutex<Child>,
@@ -115,7 +127,7 @@ impl LocalStack {
                 .map(|(client, _)| client)
         });
         let operator = operator.map_err(|error| format!("logging in the operator: {error}"))?;
-        let session = options.dir.join("operator-session.json");
+        let session = options.operator_session();
         let login = run_bureau(
             &options.bureau,
             &session,
@@ -160,8 +172,10 @@ impl LocalStack {
 
         let launcher = spawn_launcher(&options, Some(&bootstrap))?;
         let daemon = spawn_daemon(&options)?;
+        let machine = MachineIdentity::new(&server.base_url(), server.server_name(), MACHINE)
+            .map_err(|error| error.to_string())?;
         let config_room = runtime
-            .block_on(operator.resolve_alias(&format!("#{MACHINE}:{}", server.server_name())))
+            .block_on(operator.resolve_alias(&machine.config_room_alias()))
             .map_err(|error| format!("resolving the config room: {error}"))?
             .ok_or("the config room does not exist")?;
         Ok(Self {
@@ -170,6 +184,7 @@ impl LocalStack {
             runtime,
             operator,
             config_room,
+            machine,
             demo,
             daemon: Mutex::new(daemon),
             launcher: Mutex::new(launcher),
@@ -179,12 +194,12 @@ impl LocalStack {
 
     /// The operator's session file (for `bureau` commands as the operator).
     pub fn session(&self) -> PathBuf {
-        self.options.dir.join("operator-session.json")
+        self.options.operator_session()
     }
 
     /// The machine's rootless directory (`bureau-launcher --dir`).
     pub fn machine_dir(&self) -> PathBuf {
-        self.options.dir.join("machine")
+        self.options.machine_dir()
     }
 
     /// The machine's paths.
@@ -344,7 +359,7 @@ impl LocalStack {
     /// `stopped`, `failed`), as `bureau list` shows it; `None` before the daemon reported it.
     pub fn reported_state(&self, principal: &str) -> Option<String> {
         self.runtime.block_on(async {
-            let alias = format!("#acme/fleet/prod/machine:{}", self.server.server_name());
+            let alias = self.machine.machine_room_alias();
             let room = self.operator.resolve_alias(&alias).await.ok()??;
             let status = self
                 .operator
@@ -527,7 +542,7 @@ fn terminate(child: &mut Child) {
 
 /// Starts the launcher (first boot when `bootstrap` is given) and waits for its socket.
 fn spawn_launcher(options: &StackOptions, bootstrap: Option<&Path>) -> Result<Child, String> {
-    let machine_dir = options.dir.join("machine");
+    let machine_dir = options.machine_dir();
     let socket = MachinePaths::under(&machine_dir).launcher_socket();
     let _ = std::fs::remove_file(&socket);
     let grace = options.grace_seconds.to_string();
@@ -558,7 +573,7 @@ fn spawn_launcher(options: &StackOptions, bootstrap: Option<&Path>) -> Result<Ch
 }
 
 fn spawn_daemon(options: &StackOptions) -> Result<Child, String> {
-    let machine_dir = options.dir.join("machine");
+    let machine_dir = options.machine_dir();
     let heartbeat = options.heartbeat_seconds.to_string();
     let backoff = options.backoff_max_seconds.to_string();
     spawn_with_owner(

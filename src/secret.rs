@@ -147,6 +147,12 @@ pub fn zeroize(bytes: &mut [u8]) {
     compiler_fence(Ordering::SeqCst);
 }
 
+/// Zeroes a string that held a secret and leaves it empty.
+pub fn zeroize_string(text: &mut String) {
+    let mut bytes = std::mem::take(text).into_bytes();
+    zeroize(&mut bytes);
+}
+
 /// Marks the process non-dumpable: no core dumps, and other processes of the same user cannot
 /// ptrace it or read its `/proc/<pid>/mem` and `environ`. Every process holding secrets calls it.
 pub fn make_process_undumpable() -> Result<(), rustix::io::Errno> {

@@ -109,16 +109,19 @@ fn register(pidfd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
 
 /// Whether the process has exited (is a zombie or gone).
 pub fn has_exited(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            after_name
-                .split_whitespace()
-                .next()
-                .map(|state| state == "Z" || state == "X")
-        })
-        .unwrap_or(true)
+    stat_field(pid, 3).is_none_or(|state| state == "Z" || state == "X")
+}
+
+/// Field `number` (1-based, as in proc(5)) of `/proc/PID/stat`, from field 3 on; `None` when the
+/// process is gone. The command name (field 2) may hold spaces and parentheses, so fields are
+/// counted from its last `)`.
+fn stat_field(pid: u32, number: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name
+        .split_whitespace()
+        .nth(number.checked_sub(3)?)
+        .map(str::to_owned)
 }
 
 fn open_pidfd(pid: u32) -> std::io::Result<OwnedFd> {
@@ -132,10 +135,7 @@ fn open_pidfd(pid: u32) -> std::io::Result<OwnedFd> {
 /// The process's start time in clock ticks since boot (`/proc/PID/stat` field 22): with the
 /// pid, it identifies a process across pid reuse.
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    stat_field(pid, 22)?.parse().ok()
 }
 
 /// Reads the exit status `bureau sandbox run --status-file` wrote.
@@ -229,6 +229,11 @@ mod tests {
         let pid = std::process::id();
         assert!(process_start_time(pid).is_some());
         assert!(process_start_time(u32::MAX).is_none());
+        assert!(!has_exited(pid), "this process runs");
+        assert!(has_exited(u32::MAX), "no such process counts as exited");
+        // Field 22 (start time) is no earlier than this process's parent's.
+        let parent = std::os::unix::process::parent_id();
+        assert!(process_start_time(parent) <= process_start_time(pid));
     }
 
     #[tokio::test]

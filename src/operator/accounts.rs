@@ -12,7 +12,7 @@ use super::error::{MatrixContext, OperatorError};
 use super::rooms::encode_path_segment;
 use crate::matrix::Client;
 use crate::naming::Localpart;
-use crate::secret::{Secret, zeroize};
+use crate::secret::{Secret, zeroize, zeroize_string};
 
 /// How many random bytes a password has (hex-encoded: 64 characters).
 const PASSWORD_BYTES: usize = 32;
@@ -152,9 +152,8 @@ pub async fn create_account(
         .await;
     // The body held a copy of the password: zero it before it is dropped (the client's
     // encoded request body is beyond reach; it lives only for the request).
-    if let Some(serde_json::Value::String(copy)) = body.get_mut("password").map(std::mem::take) {
-        let mut bytes = copy.into_bytes();
-        zeroize(&mut bytes);
+    if let Some(serde_json::Value::String(copy)) = body.get_mut("password") {
+        zeroize_string(copy);
     }
     drop(body);
     let what = if exists {

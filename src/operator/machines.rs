@@ -17,7 +17,7 @@ use super::error::{MatrixContext, OperatorError};
 use super::rooms::{invite_once, require_room, setup_hint};
 use crate::machine::{BootstrapFile, MachineIdentity};
 use crate::matrix::setup::{RoomRole, ensure_room};
-use crate::secret::zeroize;
+use crate::secret::{zeroize, zeroize_string};
 
 /// What [`provision_machine`] made. Holds no secret: the password is only in the bootstrap file.
 ///
@@ -205,12 +205,6 @@ pub async fn provision_machine(
         invited_to: vec![config_alias, machine_room_alias, template_room_alias],
         bootstrap_file: bootstrap_path.to_owned(),
     })
-}
-
-/// Zeroes a string that held a secret and empties it.
-fn zeroize_string(text: &mut String) {
-    let mut bytes = std::mem::take(text).into_bytes();
-    zeroize(&mut bytes);
 }
 
 #[cfg(test)]
