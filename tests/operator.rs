@@ -14,6 +14,18 @@ mod cli_support;
 
 use cli_support::{bureau, cli_login, homeserver, new_user, runtime, text, unique};
 
+/// `template push NAME FILE --namespace NAMESPACE EXTRA…`.
+fn template_push<'a>(
+    name: &'a str,
+    file: &'a str,
+    namespace: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["template", "push", name, file, "--namespace", namespace];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs `bureau ARGS`, asserts success, and parses stdout as JSON.
 fn bureau_json(session: &Path, args: &[&str], input: Option<&str>) -> Value {
     let output = bureau(session, args, input);
@@ -340,15 +352,7 @@ fn templates_push_show_list_and_validate() {
     );
     let pushed = bureau_json(
         session,
-        &[
-            "template",
-            "push",
-            "worker",
-            &worker,
-            "--namespace",
-            &namespace,
-            "--json",
-        ],
+        &template_push("worker", &worker, &namespace, &["--json"]),
         None,
     );
     assert_eq!(
@@ -429,14 +433,7 @@ fn templates_push_show_list_and_validate() {
     );
     let error = bureau_fails(
         session,
-        &[
-            "template",
-            "push",
-            "bad",
-            &invalid,
-            "--namespace",
-            &namespace,
-        ],
+        &template_push("bad", &invalid, &namespace, &[]),
         None,
     );
     assert!(error.contains("is not absolute"), "{error}");
@@ -465,14 +462,7 @@ fn templates_push_show_list_and_validate() {
     let orphan = admin.write("orphan.json", &json!({"inherits": "nosuch"}));
     let error = bureau_fails(
         session,
-        &[
-            "template",
-            "push",
-            "orphan",
-            &orphan,
-            "--namespace",
-            &namespace,
-        ],
+        &template_push("orphan", &orphan, &namespace, &[]),
         None,
     );
     assert!(error.contains("\"nosuch\""), "{error}");
@@ -480,42 +470,19 @@ fn templates_push_show_list_and_validate() {
     let first = admin.write("first.json", &json!({"description": "first"}));
     bureau_json(
         session,
-        &[
-            "template",
-            "push",
-            "first",
-            &first,
-            "--namespace",
-            &namespace,
-            "--json",
-        ],
+        &template_push("first", &first, &namespace, &["--json"]),
         None,
     );
     let second = admin.write("second.json", &json!({"inherits": "first"}));
     bureau_json(
         session,
-        &[
-            "template",
-            "push",
-            "second",
-            &second,
-            "--namespace",
-            &namespace,
-            "--json",
-        ],
+        &template_push("second", &second, &namespace, &["--json"]),
         None,
     );
     let looping = admin.write("looping.json", &json!({"inherits": "second"}));
     let error = bureau_fails(
         session,
-        &[
-            "template",
-            "push",
-            "first",
-            &looping,
-            "--namespace",
-            &namespace,
-        ],
+        &template_push("first", &looping, &namespace, &[]),
         None,
     );
     assert!(error.contains("inheritance cycle"), "{error}");
@@ -621,15 +588,7 @@ fn agents_are_created_listed_and_destroyed() {
     );
     bureau_json(
         &admin.session,
-        &[
-            "template",
-            "push",
-            "worker",
-            &worker,
-            "--namespace",
-            &namespace,
-            "--json",
-        ],
+        &template_push("worker", &worker, &namespace, &["--json"]),
         None,
     );
     let credentials = admin.write("creds.json", &json!({"API_KEY": "api-canary-77"}));
@@ -1009,7 +968,7 @@ fn every_operator_command_reports_refusals_as_json() {
             "--from-file",
             &credentials,
         ],
-        &["template", "push", "bad", &invalid, "--namespace", "acme"],
+        &template_push("bad", &invalid, "acme", &[]),
         &["template", "show", "worker"],
         &["template", "list", "--namespace", "acme/two"],
         &["template", "validate", &invalid],
