@@ -677,7 +677,28 @@ fn running_memory(desired: &Desired, sandbox: &SandboxInfo) -> Memory {
             .as_ref()
             .map(|bundle| bundle.ciphertext.clone()),
         restart_policy: desired.restart_policy,
-        started: Instant::now(),
+        started: started_instant(sandbox.started_at_ms),
         collected: None,
+    }
+}
+
+/// When a sandbox the launcher says started at `started_at_ms` (Unix ms) started, on this
+/// process's clock: an adopted sandbox's stable run counts from its start, not its adoption.
+fn started_instant(started_at_ms: u64) -> Instant {
+    let age = Duration::from_millis(crate::schema::now_ms().saturating_sub(started_at_ms));
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adopted_sandbox_has_run_since_its_launcher_start() {
+        let started = started_instant(crate::schema::now_ms() - 90_000);
+        assert!(started.elapsed() >= Duration::from_secs(89), "counts from its start");
+        assert!(started_instant(crate::schema::now_ms() + 5_000).elapsed() < STABLE_RUN);
+        // A start time from before this machine booted is no error.
+        let _ = started_instant(0);
     }
 }
