@@ -12,7 +12,6 @@ use serde_json::Value;
 use sha1::{Digest, Sha1};
 
 use crate::launcher::ipc::CreateSandbox;
-use crate::launcher::server::services_of;
 use crate::machine::MachineIdentity;
 use crate::naming::Localpart;
 use crate::proxy::payload::Grant;
@@ -202,7 +201,6 @@ fn desired(
             targets: grant.targets.clone(),
         })
         .collect();
-    let services = services_of(&template);
     let payload_json = assignment.payload.to_string();
     let config_hash = fingerprint(
         &assignment.principal,
@@ -218,7 +216,6 @@ fn desired(
             payload_json,
             credentials,
             grants,
-            services,
             config_hash,
         },
         restart_policy: assignment.restart_policy,

@@ -696,7 +696,10 @@ mod tests {
     #[test]
     fn an_adopted_sandbox_has_run_since_its_launcher_start() {
         let started = started_instant(crate::schema::now_ms() - 90_000);
-        assert!(started.elapsed() >= Duration::from_secs(89), "counts from its start");
+        assert!(
+            started.elapsed() >= Duration::from_secs(89),
+            "counts from its start"
+        );
         assert!(started_instant(crate::schema::now_ms() + 5_000).elapsed() < STABLE_RUN);
         // A start time from before this machine booted is no error.
         let _ = started_instant(0);

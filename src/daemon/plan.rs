@@ -214,7 +214,6 @@ mod tests {
                 payload_json: "{}".into(),
                 credentials: None,
                 grants: Vec::new(),
-                services: BTreeMap::new(),
                 config_hash: hash.into(),
             },
             restart_policy: RestartPolicy::OnFailure,

@@ -6,7 +6,6 @@
 //! (age ciphertext); the launcher decrypts them itself and hands the values only to the
 //! principal's proxy, over a pipe.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +14,6 @@ use tokio::net::UnixStream;
 
 use crate::naming::Localpart;
 use crate::proxy::payload::Grant;
-use crate::proxy::service::ServiceConfig;
 use crate::schema::{Credentials, Template};
 
 /// The largest request or response accepted (a template plus a payload fit easily).
@@ -89,9 +87,6 @@ pub struct CreateSandbox {
     /// The grants its proxy enforces.
     #[serde(default)]
     pub grants: Vec<Grant>,
-    /// The HTTP services its proxy offers, by name.
-    #[serde(default)]
-    pub services: BTreeMap<String, ServiceConfig>,
     /// An opaque fingerprint of the desired state this sandbox was made from; returned by
     /// `list-sandboxes` so a restarted daemon can tell "same" from "changed".
     pub config_hash: String,
@@ -272,7 +267,6 @@ mod tests {
                     actions: vec!["matrix/send".into()],
                     targets: vec![],
                 }],
-                services: BTreeMap::new(),
                 config_hash: "abc".into(),
             })),
         ];

@@ -411,7 +411,8 @@ impl Launcher {
         principal_dir: &Path,
     ) -> Result<(Watched, u64), String> {
         let principal = &create.principal;
-        for (name, service) in &create.services {
+        // The services come from the template itself, never from a second list beside it.
+        for (name, service) in &services_of(&create.template) {
             let body = serde_json::to_vec(service).map_err(|json| json.to_string())?;
             admin_put(
                 &admin_socket_path(&self.config.paths.run_dir, principal),
@@ -899,7 +900,7 @@ pub async fn bind_socket(path: &Path) -> Result<UnixListener, String> {
 }
 
 /// The services a template's `proxy_services` describe, as the proxy's admin API takes them.
-pub fn services_of(template: &crate::schema::Template) -> BTreeMap<String, ServiceConfig> {
+fn services_of(template: &crate::schema::Template) -> BTreeMap<String, ServiceConfig> {
     template
         .proxy_services
         .iter()
