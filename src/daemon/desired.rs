@@ -67,7 +67,8 @@ pub fn template_room_alias(reference: &TemplateRef, identity: &MachineIdentity) 
     }
 }
 
-/// The assignments of a `m.bureau.machine_config` content, each parsed on its own.
+/// The assignments of a `m.bureau.machine_config` content, each parsed and validated on its
+/// own ([`PrincipalAssignment::from_raw`], as `bureau list` judges them).
 fn assignments(config: Option<&Value>) -> Vec<Result<PrincipalAssignment, (String, String)>> {
     let principals = config
         .and_then(|content| content.get("principals"))
@@ -77,14 +78,12 @@ fn assignments(config: Option<&Value>) -> Vec<Result<PrincipalAssignment, (Strin
     principals
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| {
-            let name = raw
-                .get("principal")
-                .and_then(Value::as_str)
-                .map_or_else(|| format!("principals[{index}]"), str::to_owned);
-            serde_json::from_value::<PrincipalAssignment>(raw)
-                .map_err(|error| (name, format!("malformed assignment: {error}")))
-        })
+        .map(
+            |(index, raw)| match PrincipalAssignment::from_raw(index, &raw) {
+                (_, Ok(assignment)) => Ok(assignment),
+                (name, Err(reason)) => Err((name, reason)),
+            },
+        )
         .collect()
 }
 
@@ -160,8 +159,6 @@ fn desired(
     credentials: Option<&Value>,
     lookup: &impl Fn(&TemplateRef) -> Option<Template>,
 ) -> Result<Desired, String> {
-    // The same checks `bureau list` and `agent create` make: payload, grants, start condition.
-    assignment.validate().map_err(|error| error.to_string())?;
     let template = resolve(&assignment.template, lookup).map_err(|error| error.to_string())?;
     template
         .validate_resolved()

@@ -184,28 +184,6 @@ async fn resolve(
         .doing(|| format!("looking up the room {alias}"))
 }
 
-/// One raw assignment: its principal's name (as written, or `principals[INDEX]`) and the
-/// assignment, or why it is invalid (the daemon's reasons: it does not parse, or does not
-/// validate).
-///
-/// Example: `{"principal": "acme/agent/pm", "template": 7}` at index 2 → (`acme/agent/pm`,
-/// `Err(malformed assignment: invalid type: integer `7` …)`).
-fn parse_assignment(index: usize, raw: &Value) -> (String, Result<PrincipalAssignment, String>) {
-    let name = raw
-        .get("principal")
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("principals[{index}]"), str::to_owned);
-    let assignment = serde_json::from_value::<PrincipalAssignment>(raw.clone())
-        .map_err(|error| format!("malformed assignment: {error}"))
-        .and_then(|assignment| {
-            assignment
-                .validate()
-                .map(|()| assignment)
-                .map_err(|error| error.to_string())
-        });
-    (name, assignment)
-}
-
 /// Joins assignments (raw `principals` of `machine_config`) and reported states: assigned
 /// principals in config order (invalid ones marked `invalid` with the reason), then those only
 /// the heartbeat names.
@@ -218,7 +196,7 @@ fn principals(assignments: &[Value], status: &MachineStatus) -> Vec<PrincipalLis
     };
     let mut listed: Vec<PrincipalListing> = Vec::with_capacity(assignments.len());
     for (index, raw) in assignments.iter().enumerate() {
-        let (name, assignment) = parse_assignment(index, raw);
+        let (name, assignment) = PrincipalAssignment::from_raw(index, raw);
         let reported = status
             .principals
             .iter()

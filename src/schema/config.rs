@@ -363,6 +363,29 @@ impl MachineConfig {
 }
 
 impl PrincipalAssignment {
+    /// One raw entry of `machine_config`'s `principals`: its principal's name (as written, or
+    /// `principals[INDEX]` when it has none) and the assignment, or why it is invalid (it does
+    /// not parse, or does not [`validate`](Self::validate)). The daemon and `bureau list` both
+    /// judge assignments with this, so what one calls invalid the other does too.
+    ///
+    /// Example: `{"principal": "acme/agent/pm", "template": 7}` at index 2 → (`acme/agent/pm`,
+    /// `Err(malformed assignment: invalid type: integer `7` …)`).
+    pub fn from_raw(index: usize, raw: &Value) -> (String, Result<Self, String>) {
+        let name = raw
+            .get("principal")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("principals[{index}]"), str::to_owned);
+        let assignment = serde_json::from_value::<Self>(raw.clone())
+            .map_err(|error| format!("malformed assignment: {error}"))
+            .and_then(|assignment| {
+                assignment
+                    .validate()
+                    .map(|()| assignment)
+                    .map_err(|error| error.to_string())
+            });
+        (name, assignment)
+    }
+
     /// An assignment of `principal` to `template` with every other field at its default.
     ///
     /// Example: (`acme/agent/pm`, `agent-base`) → `{"principal": "acme/agent/pm", "template":
