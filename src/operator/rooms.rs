@@ -179,22 +179,11 @@ pub(super) async fn room_state(
     room_id: &OwnedRoomId,
     alias: &str,
 ) -> Result<Vec<StateEvent>, OperatorError> {
-    let path = format!(
-        "/_matrix/client/v3/rooms/{}/state",
-        encode_path_segment(room_id.as_str())
-    );
     let events = operator
         .client()
-        .send_json(http::Method::GET, &path, None)
+        .room_state(room_id)
         .await
         .doing(|| format!("reading the state of {alias}"))?;
-    let Value::Array(events) = events else {
-        return Err(OperatorError::BadEvent {
-            event: "room state".to_owned(),
-            room: alias.to_owned(),
-            reason: "the homeserver did not answer with a list of events".to_owned(),
-        });
-    };
     Ok(events
         .into_iter()
         .filter_map(|mut event| {
