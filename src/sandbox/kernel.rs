@@ -16,7 +16,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use super::capabilities;
 use super::landlock;
 use super::plan::{Op, flags};
-use super::seccomp::{self, SeccompFilters};
+use super::seccomp::{self, SeccompProgram};
 
 /// A failed op: the errno (0 when the failure is not a syscall's) and details for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub fn apply_all(kernel: &mut impl Kernel, ops: &[Op]) -> Result<(), StepFailure
 /// The real kernel.
 pub struct LinuxKernel<'a> {
     /// Built by the parent; installed at [`Op::Seccomp`].
-    pub seccomp: Option<&'a SeccompFilters>,
+    pub seccomp: Option<&'a SeccompProgram>,
     /// Descriptors opened by [`Op::OpenSource`], by slot. CLOEXEC: the command never sees them.
     pub sources: Vec<std::os::fd::OwnedFd>,
 }
@@ -236,13 +236,13 @@ impl Kernel for LinuxKernel<'_> {
             Op::DropCapabilities => capabilities::drop_all()?,
             Op::NoNewPrivs => rustix::thread::set_no_new_privs(true)?,
             Op::Seccomp => {
-                let Some(filters) = self.seccomp else {
+                let Some(program) = self.seccomp else {
                     return Err(OpFailure {
                         errno: 0,
                         detail: "no seccomp filter was built".to_owned(),
                     });
                 };
-                seccomp::install(filters).map_err(|error| OpFailure {
+                seccomp::install(program).map_err(|error| OpFailure {
                     errno: 0,
                     detail: error.to_string(),
                 })?;

@@ -280,7 +280,7 @@ fn open_source(path: &Path, roots: &[PathBuf]) -> Result<(OwnedFd, OpenedSource)
 /// Everything the child needs, prepared before `clone` so the child mostly just acts.
 struct Prepared {
     ops: Vec<plan::Op>,
-    seccomp: Option<seccomp::SeccompFilters>,
+    seccomp: Option<seccomp::SeccompProgram>,
     argv: Vec<CString>,
     envp: Vec<CString>,
     /// Candidate paths for `argv[0]` (one when it contains `/`, else one per `PATH` entry).
@@ -321,7 +321,7 @@ fn prepare(spec: &SandboxSpec, identity: &Identity) -> Result<Prepared, SandboxE
         }
     }
     let seccomp = match spec.seccomp {
-        SeccompProfile::Default => Some(seccomp::default_filters()?),
+        SeccompProfile::Default => Some(seccomp::default_program()?),
         SeccompProfile::Disabled => None,
     };
     let facts = HostFacts {
