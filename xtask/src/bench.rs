@@ -125,6 +125,26 @@ fn run_once(argv: &[String]) -> Result<Duration, String> {
     Ok(elapsed)
 }
 
+/// The sandbox's share of the profile `cargo xtask dist` builds the shipped binary with (see
+/// `pgo.rs`): sandboxes started with full isolation, as the benchmark starts them.
+pub fn train_sandbox(binary: &Path) -> Result<(), String> {
+    const RUNS: usize = 50;
+    let argv = [
+        vec![
+            binary.display().to_string(),
+            "sandbox".into(),
+            "run".into(),
+            "--".into(),
+        ],
+        strings(&PROBE),
+    ]
+    .concat();
+    for _ in 0..RUNS {
+        run_once(&argv)?;
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
     sorted[index.min(sorted.len() - 1)]

@@ -1,7 +1,7 @@
 //! `cargo xtask dist`: the single static file that is copied to a new host.
 //!
 //! Builds `bureau` for x86_64-unknown-linux-musl (the binary selects mimalloc as its allocator on
-//! musl), writes `dist/bureau` and its applet symlinks (through `bureau install`, so the
+//! musl) with profile-guided optimisation (see `pgo.rs`), writes `dist/bureau` and its applet symlinks (through `bureau install`, so the
 //! symlink logic exists once), refuses a result that is dynamically linked, and prints its size.
 
 use std::fs;
@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use crate::pgo;
 use crate::process::{self, cargo, find_on_path, workspace_root};
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -23,15 +24,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
     ensure_musl_toolchain()?;
 
     let started = Instant::now();
-    process::run(cargo().current_dir(&root).args([
-        "build",
-        "--release",
-        "--locked",
-        "--bin",
-        "bureau",
-        "--target",
-        TARGET,
-    ]))?;
+    let profile = pgo::profile(&root, TARGET)?;
+    process::run(
+        pgo::with_rustflags(
+            cargo().current_dir(&root),
+            &format!("-Cprofile-use={}", profile.display()),
+        )
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--bin",
+            "bureau",
+            "--target",
+            TARGET,
+        ]),
+    )?;
     let build_seconds = started.elapsed().as_secs_f64();
 
     let built = root.join("target").join(TARGET).join("release/bureau");

@@ -16,6 +16,7 @@ mod bench_proxy;
 mod bench_runtime;
 mod dist;
 mod homeserver;
+mod pgo;
 mod process;
 mod quickstart;
 mod test;
