@@ -272,7 +272,9 @@ fn table(title: &str, targets: &[Target], results: &[Measured]) {
 /// benchmark runs in a release build of xtask. It is built for the musl target in release, like
 /// `dist`, so it reuses the `bureau` library `dist` just compiled instead of building it again.
 fn hand_over_to_release(args: &[String]) -> Result<(), String> {
-    crate::dist::run(&[])?;
+    if std::env::var_os(BINARY_OVERRIDE).is_none() {
+        crate::dist::run(&[])?;
+    }
     let root = workspace_root();
     println!("building xtask in release (the load generator and upstream run optimised) …");
     process::run(cargo().current_dir(&root).args([
