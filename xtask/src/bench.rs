@@ -54,6 +54,17 @@ fn shipped_binary() -> Result<PathBuf, String> {
     Ok(workspace_root().join("dist/bureau"))
 }
 
+/// `bureau sandbox run` (default: full isolation) of the probe command.
+fn sandbox_argv(binary: &Path) -> Vec<String> {
+    let run = [
+        binary.display().to_string(),
+        "sandbox".into(),
+        "run".into(),
+        "--".into(),
+    ];
+    [Vec::from(run), strings(&PROBE)].concat()
+}
+
 /// bwrap with the same filesystem our default sandbox gets.
 fn bwrap_argv(bwrap: &Path) -> Vec<String> {
     let mut argv = vec![
@@ -129,16 +140,7 @@ fn run_once(argv: &[String]) -> Result<Duration, String> {
 /// `pgo.rs`): sandboxes started with full isolation, as the benchmark starts them.
 pub fn train_sandbox(binary: &Path) -> Result<(), String> {
     const RUNS: usize = 50;
-    let argv = [
-        vec![
-            binary.display().to_string(),
-            "sandbox".into(),
-            "run".into(),
-            "--".into(),
-        ],
-        strings(&PROBE),
-    ]
-    .concat();
+    let argv = sandbox_argv(binary);
     for _ in 0..RUNS {
         run_once(&argv)?;
     }
@@ -165,16 +167,7 @@ fn sandbox(args: &[String]) -> Result<(), String> {
     let binary = shipped_binary()?;
     let mut contenders = vec![Contender {
         name: "bureau-sandbox (full isolation)",
-        argv: [
-            vec![
-                binary.display().to_string(),
-                "sandbox".into(),
-                "run".into(),
-                "--".into(),
-            ],
-            strings(&PROBE),
-        ]
-        .concat(),
+        argv: sandbox_argv(&binary),
     }];
     match find_on_path("bwrap") {
         Some(bwrap) => contenders.push(Contender {

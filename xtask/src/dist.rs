@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::pgo;
-use crate::process::{self, cargo, find_on_path, workspace_root};
+use crate::process::{self, find_on_path, workspace_root};
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
 
@@ -25,21 +25,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     let started = Instant::now();
     let profile = pgo::profile(&root, TARGET)?;
-    process::run(
-        pgo::with_rustflags(
-            cargo().current_dir(&root),
-            &format!("-Cprofile-use={}", profile.display()),
-        )
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--bin",
-            "bureau",
-            "--target",
-            TARGET,
-        ]),
-    )?;
+    process::run(&mut pgo::release_build(
+        &root,
+        TARGET,
+        &format!("-Cprofile-use={}", profile.display()),
+    ))?;
     let build_seconds = started.elapsed().as_secs_f64();
 
     let built = root.join("target").join(TARGET).join("release/bureau");

@@ -11,9 +11,12 @@
 //! Why: the binary holds every applet, so without a profile the few hundred functions a request
 //! runs are scattered across 13 MiB of code. Each first touch of a page maps 64 KiB of the file
 //! around it, and the CPU's caches hold little of what the next request needs. Measured with
-//! `cargo xtask bench proxy` on the same source: an idle proxy's VmRSS 7.6 → 4.8 MiB, added
-//! p50 latency at one connection 63 → 40 µs (nginx: 41), CPU per request at 64 connections
-//! 1.17× → 1.12× nginx's.
+//! `cargo xtask bench proxy`, same source, before → after: req/s 0.91–1.00× → 1.10–1.11×
+//! nginx's; CPU per request 1.06–1.17× → 0.95–0.96× nginx's; added p50 latency at one
+//! connection 62–66 → 42–48 µs (nginx: 40–48); an idle proxy's VmRSS 7.6 → 4.7–4.8 MiB.
+//! Tried and not kept: fat LTO with one codegen unit (idle VmRSS 4.5 MiB, no faster, build
+//! twice as long); `-profile-summary-cutoff-hot=999999` (VmRSS 5.7 MiB); RELR relocations
+//! (same VmRSS).
 //!
 //! What a profile costs: code no training run reaches (the daemon's and launcher's Matrix
 //! work, the CLI) is optimised for size rather than speed. Those paths wait on the network and
@@ -40,20 +43,12 @@ pub fn profile(root: &Path, target: &str) -> Result<PathBuf, String> {
 
     let started = Instant::now();
     process::run(
-        with_rustflags(
-            cargo().current_dir(root),
+        release_build(
+            root,
+            target,
             &format!("-Cprofile-generate={}", raw.display()),
         )
-        .env("CARGO_TARGET_DIR", &instrumented_target)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--bin",
-            "bureau",
-            "--target",
-            target,
-        ]),
+        .env("CARGO_TARGET_DIR", &instrumented_target),
     )?;
     let instrumented = instrumented_target.join(target).join("release/bureau");
     // The training lives in this program, so a changed xtask trains again too.
@@ -90,16 +85,24 @@ pub fn profile(root: &Path, target: &str) -> Result<PathBuf, String> {
     Ok(merged)
 }
 
-/// `command` with `extra` appended to the caller's `$RUSTFLAGS`.
-pub fn with_rustflags<'command>(
-    command: &'command mut Command,
-    extra: &str,
-) -> &'command mut Command {
+/// `cargo build --release` of the `bureau` binary for `target`, with `rustflags` appended to
+/// the caller's `$RUSTFLAGS`.
+pub fn release_build(root: &Path, target: &str, rustflags: &str) -> Command {
     let flags = match std::env::var("RUSTFLAGS") {
-        Ok(existing) if !existing.trim().is_empty() => format!("{existing} {extra}"),
-        _ => extra.to_owned(),
+        Ok(existing) if !existing.trim().is_empty() => format!("{existing} {rustflags}"),
+        _ => rustflags.to_owned(),
     };
-    command.env("RUSTFLAGS", flags)
+    let mut command = cargo();
+    command.current_dir(root).env("RUSTFLAGS", flags).args([
+        "build",
+        "--release",
+        "--locked",
+        "--bin",
+        "bureau",
+        "--target",
+        target,
+    ]);
+    command
 }
 
 /// `path` exists and was modified after `than` (which exists).
