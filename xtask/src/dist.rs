@@ -1,8 +1,9 @@
 //! `cargo xtask dist`: the single static file that is copied to a new host.
 //!
 //! Builds `bureau` for x86_64-unknown-linux-musl (the binary selects mimalloc as its allocator on
-//! musl) with profile-guided optimisation (see `pgo.rs`), writes `dist/bureau` and its applet symlinks (through `bureau install`, so the
-//! symlink logic exists once), refuses a result that is dynamically linked, and prints its size.
+//! musl) with profile-guided optimisation (see `pgo.rs`), writes `dist/bureau` and its applet
+//! symlinks (through `bureau install`, so the symlink logic exists once), refuses a result that
+//! is dynamically linked, and prints its size.
 
 use std::fs;
 use std::path::Path;

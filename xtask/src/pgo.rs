@@ -9,7 +9,7 @@
 //! branches the way they are taken.
 //!
 //! Why: the binary holds every applet, so without a profile the few hundred functions a request
-//! runs are scattered across 13 MiB of code. Each first touch of a page maps 64 KiB of the file
+//! runs are scattered across 8 MiB of code. Each first touch of a page maps 64 KiB of the file
 //! around it, and the CPU's caches hold little of what the next request needs. Measured with
 //! `cargo xtask bench proxy`, same source, before → after: req/s 0.91–1.00× → 1.10–1.11×
 //! nginx's; CPU per request 1.06–1.17× → 0.95–0.96× nginx's; added p50 latency at one
