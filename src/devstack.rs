@@ -170,10 +170,10 @@ impl LocalStack {
             "acme",
         ])?;
 
-        let launcher = spawn_launcher(&options, Some(&bootstrap))?;
-        let daemon = spawn_daemon(&options)?;
         let machine = MachineIdentity::new(&server.base_url(), server.server_name(), MACHINE)
             .map_err(|error| error.to_string())?;
+        let launcher = spawn_launcher(&options, Some(&bootstrap))?;
+        let daemon = spawn_daemon(&options)?;
         let config_room = runtime
             .block_on(operator.resolve_alias(&machine.config_room_alias()))
             .map_err(|error| format!("resolving the config room: {error}"))?

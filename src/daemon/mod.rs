@@ -685,8 +685,13 @@ fn running_memory(desired: &Desired, sandbox: &SandboxInfo) -> Memory {
 /// When a sandbox the launcher says started at `started_at_ms` (Unix ms) started, on this
 /// process's clock: an adopted sandbox's stable run counts from its start, not its adoption.
 fn started_instant(started_at_ms: u64) -> Instant {
+    // Capped: any start older than two stable runs counts alike, and the cap keeps the
+    // subtraction representable (the monotonic clock starts near boot).
     let age = Duration::from_millis(crate::schema::now_ms().saturating_sub(started_at_ms));
-    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+    let now = Instant::now();
+    now.checked_sub(age.min(2 * STABLE_RUN))
+        .or_else(|| now.checked_sub(STABLE_RUN))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -701,7 +706,7 @@ mod tests {
             "counts from its start"
         );
         assert!(started_instant(crate::schema::now_ms() + 5_000).elapsed() < STABLE_RUN);
-        // A start time from before this machine booted is no error.
-        let _ = started_instant(0);
+        // A start time from before this machine booted counts as a stable run.
+        assert!(started_instant(0).elapsed() >= STABLE_RUN);
     }
 }

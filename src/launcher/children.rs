@@ -233,7 +233,8 @@ mod tests {
         assert!(has_exited(u32::MAX), "no such process counts as exited");
         // Field 22 (start time) is no earlier than this process's parent's.
         let parent = std::os::unix::process::parent_id();
-        assert!(process_start_time(parent) <= process_start_time(pid));
+        let start_of = |pid| process_start_time(pid).expect("a running process has a stat");
+        assert!(start_of(parent) <= start_of(pid));
     }
 
     #[tokio::test]

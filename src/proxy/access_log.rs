@@ -98,6 +98,9 @@ impl Pending {
                         && self.bytes.len() - written <= 4 * FLUSH_BYTES =>
                 {
                     self.bytes.drain(..written);
+                    // The age clock restarts, so a full stderr is retried once per
+                    // FLUSH_AGE (or at the next park), not on every request.
+                    self.since = Some(Instant::now());
                     return;
                 }
                 Err(_) => break,

@@ -121,7 +121,7 @@ pub async fn forward(
         (Some(base), _) => Endpoint::from_url(base).ok_or_else(|| {
             ProxyError::new(
                 StatusCode::BAD_GATEWAY,
-                format!("service {service_name}'s upstream_url {base:?} is not http(s)://host"),
+                format!("service {service_name}'s upstream_url is not http(s)://host"),
             )
         })?,
         (None, Some(socket)) => (Endpoint::Unix(socket), ""),

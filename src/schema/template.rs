@@ -695,6 +695,22 @@ pub enum TemplateError {
         url: String,
     },
 
+    /// An upstream URL with `user:password@`, a query or a fragment: every proxy refuses it
+    /// (the credential would travel in the `Host` header). Not echoed: it may hold a secret.
+    ///
+    /// Example: → `template: proxy_services.openai.upstream_url has user:password@, a query or
+    /// a fragment; give the proxy credentials through inject_headers (the URL is not shown: it
+    /// may hold a secret)`.
+    #[error(
+        "template: proxy_services.{service}.upstream_url has user:password@, a query or a \
+         fragment; give the proxy credentials through inject_headers (the URL is not shown: it \
+         may hold a secret)"
+    )]
+    UpstreamUrlExtras {
+        /// The service.
+        service: String,
+    },
+
     /// A header name that is not an HTTP token.
     ///
     /// Example: `"X Api Key"` → `template: proxy_services.x.inject_headers name "X Api Key" is
@@ -1064,7 +1080,19 @@ fn validate_proxy_service(name: &str, service: &ProxyService) -> Result<(), Temp
             name: name.to_owned(),
         });
     }
-    if !is_http_url_with_host(&service.upstream_url) {
+    // Checked first: such a URL is never echoed. The proxy refuses the same (its
+    // `ServiceConfig::validate`), so the operator learns it at push, not at sandbox creation.
+    let url = &service.upstream_url;
+    let has_userinfo = url.parse::<http::Uri>().is_ok_and(|uri| {
+        uri.authority()
+            .is_some_and(|authority| authority.as_str().contains('@'))
+    });
+    if has_userinfo || url.contains(['?', '#']) {
+        return Err(TemplateError::UpstreamUrlExtras {
+            service: name.to_owned(),
+        });
+    }
+    if !is_http_url_with_host(url) {
         return Err(TemplateError::BadUpstreamUrl {
             service: name.to_owned(),
             url: service.upstream_url.clone(),
@@ -1549,6 +1577,24 @@ mod tests {
                      https:// URL with a host; write it like https://api.openai.com"
                 )
             );
+        }
+        for url in [
+            "https://user:sk-secret@api.openai.com/v1",
+            "https://api.openai.com/v1?key=sk-secret",
+            "https://api.openai.com/v1#sk-secret",
+        ] {
+            let service = ProxyService {
+                upstream_url: url.to_owned(),
+                ..openai()
+            };
+            let error = error_text(&with_service("openai", service));
+            assert!(
+                error.starts_with(
+                    "template: proxy_services.openai.upstream_url has user:password@, a query"
+                ),
+                "{error}"
+            );
+            assert!(!error.contains("sk-secret"), "{error}");
         }
         let service = ProxyService {
             upstream_url: "http://127.0.0.1:8080/v1".to_owned(),
