@@ -1,17 +1,17 @@
 //! `cargo xtask dist`: the single static file that is copied to a new host.
 //!
 //! Builds `bureau` for x86_64-unknown-linux-musl (the binary selects mimalloc as its allocator on
-//! musl) with profile-guided optimisation (see `pgo.rs`), writes `dist/bureau` and its applet
-//! symlinks (through `bureau install`, so the symlink logic exists once), refuses a result that
-//! is dynamically linked, and prints its size.
+//! musl) with profile-guided optimisation (`pgo.rs`) and a code layout from the same profile
+//! (`layout.rs`), writes `dist/bureau` and its applet symlinks (through `bureau install`, so the
+//! symlink logic exists once), refuses a result that is dynamically linked, and prints its size.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::pgo;
 use crate::process::{self, find_on_path, workspace_root};
+use crate::{layout, pgo};
 
 const TARGET: &str = "x86_64-unknown-linux-musl";
 
@@ -26,11 +26,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     let started = Instant::now();
     let profile = pgo::profile(&root, TARGET)?;
-    process::run(&mut pgo::release_build(
-        &root,
-        TARGET,
-        &format!("-Cprofile-use={}", profile.display()),
-    ))?;
+    let (linker_variable, linker) = layout::linker(&root, TARGET, &profile)?;
+    process::run(
+        pgo::release_build(
+            &root,
+            TARGET,
+            // The wrapper is named neither `gcc` nor `cc`: say what it takes.
+            &format!("-Cprofile-use={} -Clinker-flavor=gcc", profile.display()),
+        )
+        .env(linker_variable, linker),
+    )?;
     let build_seconds = started.elapsed().as_secs_f64();
 
     let built = root.join("target").join(TARGET).join("release/bureau");

@@ -16,6 +16,7 @@ mod bench_proxy;
 mod bench_runtime;
 mod dist;
 mod homeserver;
+mod layout;
 mod pgo;
 mod process;
 mod quickstart;
@@ -53,6 +54,8 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("quickstart") => quickstart::run(&args[1..]),
         Some("homeserver") => homeserver::run(&args[1..]),
+        // Not for people: the release build's linker (`dist` sets it up; see layout.rs).
+        Some("link") => layout::link(&args[1..]),
         Some("--help" | "-h" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

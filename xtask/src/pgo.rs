@@ -35,7 +35,7 @@ use crate::process::{self, cargo};
 /// Builds the instrumented binary, trains it and returns the merged profile
 /// (`target/pgo/bureau.profdata`), ready for `-Cprofile-use`.
 pub fn profile(root: &Path, target: &str) -> Result<PathBuf, String> {
-    let profdata_tool = llvm_profdata()?;
+    let profdata_tool = llvm_tool("llvm-profdata")?;
     let pgo = root.join("target/pgo");
     let raw = pgo.join("raw");
     let merged = pgo.join("bureau.profdata");
@@ -111,21 +111,27 @@ fn is_newer(path: &Path, than: &Path) -> bool {
     matches!((modified(path), modified(than)), (Ok(path), Ok(than)) if path > than)
 }
 
-/// `llvm-profdata` from the toolchain's `llvm-tools` component (its LLVM is rustc's, so it
-/// reads the raw profiles rustc's instrumentation writes); installs the component if needed.
-fn llvm_profdata() -> Result<PathBuf, String> {
+/// The toolchain's host tools directory (`…/lib/rustlib/HOST/bin`): rust-lld, and the
+/// `llvm-tools` component's programs.
+pub fn host_tools_dir() -> Result<PathBuf, String> {
     let sysroot = process::output(Command::new("rustc").args(["--print", "sysroot"]))?;
     let version = process::output(Command::new("rustc").arg("-vV"))?;
     let host = version
         .lines()
         .find_map(|line| line.strip_prefix("host: "))
         .ok_or_else(|| format!("rustc -vV named no host:\n{version}"))?;
-    let tool = Path::new(sysroot.trim())
+    Ok(Path::new(sysroot.trim())
         .join("lib/rustlib")
         .join(host.trim())
-        .join("bin/llvm-profdata");
+        .join("bin"))
+}
+
+/// `name` (`llvm-profdata`, `llvm-nm`) from the toolchain's `llvm-tools` component (its LLVM is
+/// rustc's, so it reads what rustc writes); installs the component if needed.
+pub fn llvm_tool(name: &str) -> Result<PathBuf, String> {
+    let tool = host_tools_dir()?.join(name);
     if !tool.exists() {
-        eprintln!("xtask: installing rustup's llvm-tools (llvm-profdata merges the PGO profile)");
+        eprintln!("xtask: installing rustup's llvm-tools (for {name})");
         process::run(Command::new("rustup").args(["component", "add", "llvm-tools"])).map_err(
             |error| {
                 format!("{error}\nHint: the release build needs `rustup component add llvm-tools`")
