@@ -5,9 +5,13 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=BUREAU_GIT_COMMIT");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    // Cargo counts a watched path that does not exist as changed, so a checkout without
+    // `.git/packed-refs` would rebuild the crate on every build: watch only what exists.
+    for watched in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        if std::path::Path::new(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
+        }
+    }
 
     let commit = std::env::var("BUREAU_GIT_COMMIT")
         .ok()
