@@ -207,8 +207,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// The proxy's share of the profile `cargo xtask dist` builds the shipped binary with (see
 /// `pgo.rs`): an agent's `Authorization` replaced by the injected one, then requests through a
 /// proxy injecting a credential at 64 connections and at one, one request on its own
-/// connection, and 1,000 proxies started at once. Proxies are stopped with SIGTERM (see `Killed`), so each exits
-/// normally and writes its profile.
+/// connection, and 1,000 proxies started at once. Proxies are stopped with SIGTERM (see
+/// `Killed`), so each exits normally and writes its profile.
 pub fn train(binary: &Path) -> Result<(), String> {
     const ROUND: Duration = Duration::from_secs(1);
     let dir = TempDir::new()?;

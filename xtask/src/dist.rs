@@ -31,7 +31,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         pgo::release_build(
             &root,
             TARGET,
-            // The wrapper is named neither `gcc` nor `cc`: say what it takes.
+            // Rustc would assume `cc`-style arguments for a linker named neither `gcc` nor `ld`
+            // anyway (the target's default); say it rather than rely on the name.
             &format!("-Cprofile-use={} -Clinker-flavor=gcc", profile.display()),
         )
         .env(linker_variable, linker),
@@ -39,6 +40,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let build_seconds = started.elapsed().as_secs_f64();
 
     let built = root.join("target").join(TARGET).join("release/bureau");
+    println!("{}", layout::check_linked(&profile, &built)?);
     let dist = root.join("dist");
     if dist.exists() {
         fs::remove_dir_all(&dist)

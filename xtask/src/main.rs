@@ -5,6 +5,7 @@
 //! - `test`: the whole test suite (README's test command), with an unprivileged sandbox pass.
 //! - `bench`: speed as ratios against named peers measured in the same run.
 //! - `homeserver`: a local Synapse for development, kept running between commands.
+//! - `link`: not for people; the release build's linker, set up by `dist` (`layout.rs`).
 //!
 //! xtask depends on the `bureau` library (for `bureau::homeserver`, the same harness the
 //! integration tests use), `serde_json`, and tokio/hyper for the proxy benchmark's load
@@ -21,6 +22,7 @@ mod pgo;
 mod process;
 mod quickstart;
 mod test;
+mod toolchain;
 
 use std::process::ExitCode;
 

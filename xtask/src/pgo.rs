@@ -2,11 +2,11 @@
 //!
 //! `bureau` is compiled twice. The first build is instrumented (`-Cprofile-generate`) and run
 //! through the work Bureau's speed targets are about: requests through `bureau proxy` injecting
-//! a credential (64 connections, then one), proxies starting and idling, and sandboxes starting
-//! with full isolation (`bench_proxy::train`, `bench::train_sandbox`). The second build uses the
-//! profile (`-Cprofile-use`): LLVM keeps the code those paths run together (`.text.hot`), moves
-//! the code they never run out of the way (`.text.unlikely`, optimised for size), and lays out
-//! branches the way they are taken.
+//! a credential (64 connections, one, then one request on its own connection), proxies starting
+//! and idling, and sandboxes starting with full isolation (`bench_proxy::train`,
+//! `bench::train_sandbox`). The second build uses the profile (`-Cprofile-use`): LLVM keeps the
+//! code those paths run together (`.text.hot`), moves the code they never run out of the way
+//! (`.text.unlikely`, optimised for size), and lays out branches the way they are taken.
 //!
 //! Why: the binary holds every applet, so without a profile the few hundred functions a request
 //! runs are scattered across 8 MiB of code. Each first touch of a page maps 64 KiB of the file
@@ -15,8 +15,8 @@
 //! nginx's; CPU per request 1.06–1.17× → 0.95–0.96× nginx's; added p50 latency at one
 //! connection 62–66 → 42–48 µs (nginx: 40–48); an idle proxy's VmRSS 7.6 → 4.7–4.8 MiB.
 //! Tried and not kept: fat LTO with one codegen unit (idle VmRSS 4.5 MiB, no faster, build
-//! twice as long); `-profile-summary-cutoff-hot=999999` (VmRSS 5.7 MiB); RELR relocations
-//! (same VmRSS).
+//! twice as long); `-profile-summary-cutoff-hot=999999` (VmRSS 5.7 MiB). The same profile
+//! also orders the functions at link time (`layout.rs`).
 //!
 //! What a profile costs: code no training run reaches (the daemon's and launcher's Matrix
 //! work, the CLI) is optimised for size rather than speed. Those paths wait on the network and
@@ -31,11 +31,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::process::{self, cargo};
+use crate::toolchain;
 
 /// Builds the instrumented binary, trains it and returns the merged profile
 /// (`target/pgo/bureau.profdata`), ready for `-Cprofile-use`.
 pub fn profile(root: &Path, target: &str) -> Result<PathBuf, String> {
-    let profdata_tool = llvm_tool("llvm-profdata")?;
+    let profdata_tool = toolchain::llvm_tool("llvm-profdata")?;
     let pgo = root.join("target/pgo");
     let raw = pgo.join("raw");
     let merged = pgo.join("bureau.profdata");
@@ -109,42 +110,4 @@ pub fn release_build(root: &Path, target: &str, rustflags: &str) -> Command {
 fn is_newer(path: &Path, than: &Path) -> bool {
     let modified = |path: &Path| fs::metadata(path).and_then(|metadata| metadata.modified());
     matches!((modified(path), modified(than)), (Ok(path), Ok(than)) if path > than)
-}
-
-/// The toolchain's host tools directory (`…/lib/rustlib/HOST/bin`): rust-lld, and the
-/// `llvm-tools` component's programs.
-pub fn host_tools_dir() -> Result<PathBuf, String> {
-    let sysroot = process::output(Command::new("rustc").args(["--print", "sysroot"]))?;
-    let version = process::output(Command::new("rustc").arg("-vV"))?;
-    let host = version
-        .lines()
-        .find_map(|line| line.strip_prefix("host: "))
-        .ok_or_else(|| format!("rustc -vV named no host:\n{version}"))?;
-    Ok(Path::new(sysroot.trim())
-        .join("lib/rustlib")
-        .join(host.trim())
-        .join("bin"))
-}
-
-/// `name` (`llvm-profdata`, `llvm-nm`) from the toolchain's `llvm-tools` component (its LLVM is
-/// rustc's, so it reads what rustc writes); installs the component if needed.
-pub fn llvm_tool(name: &str) -> Result<PathBuf, String> {
-    let tool = host_tools_dir()?.join(name);
-    if !tool.exists() {
-        eprintln!("xtask: installing rustup's llvm-tools (for {name})");
-        process::run(Command::new("rustup").args(["component", "add", "llvm-tools"])).map_err(
-            |error| {
-                format!("{error}\nHint: the release build needs `rustup component add llvm-tools`")
-            },
-        )?;
-    }
-    if tool.exists() {
-        Ok(tool)
-    } else {
-        Err(format!(
-            "{} is missing after installing llvm-tools\nHint: `rustup component add llvm-tools` \
-             for the toolchain `rustc` runs",
-            tool.display()
-        ))
-    }
 }
