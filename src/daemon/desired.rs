@@ -6,6 +6,7 @@
 //! affects only its own principal; the others are still computed. Pure: the Matrix reads happen
 //! before, so this is tested against plain JSON.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -99,23 +100,18 @@ pub fn desired_state(
 ) -> Vec<DesiredEntry> {
     // Parsed once; a template that does not parse is named with its error when a principal
     // needs it (rather than being reported as missing).
-    let mut parsed: BTreeMap<&(String, String), Template> = BTreeMap::new();
-    let mut malformed: Vec<(String, String)> = Vec::new();
+    let mut usable: BTreeMap<&(String, String), Template> = BTreeMap::new();
+    let mut malformed: BTreeMap<&(String, String), String> = BTreeMap::new();
     for (key, content) in templates {
         match serde_json::from_value::<Template>(content.clone()) {
             Ok(template) => {
-                parsed.insert(key, template);
+                usable.insert(key, template);
             }
-            Err(error) => malformed.push((format!("{}:{}", key.0, key.1), error.to_string())),
+            Err(error) => {
+                malformed.insert(key, error.to_string());
+            }
         }
     }
-    let lookup = |reference: &TemplateRef| {
-        let key = (
-            template_room_alias(reference, identity),
-            reference.name().to_string(),
-        );
-        parsed.get(&key).cloned()
-    };
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     assignments(config)
         .into_iter()
@@ -132,23 +128,30 @@ pub fn desired_state(
                     reason: "assigned twice in machine_config; keep one assignment".to_owned(),
                 };
             }
+            // The first malformed template this principal's resolution asked for: resolution
+            // then stopped there (as if it did not exist), and the reason says why.
+            let asked_malformed: RefCell<Option<String>> = RefCell::new(None);
+            let lookup = |reference: &TemplateRef| {
+                let key = (
+                    template_room_alias(reference, identity),
+                    reference.name().to_string(),
+                );
+                if let Some(error) = malformed.get(&key) {
+                    asked_malformed.borrow_mut().get_or_insert_with(|| {
+                        format!("template {}:{} is malformed: {error}", key.0, key.1)
+                    });
+                }
+                usable.get(&key).cloned()
+            };
             match desired(&assignment, credentials.get(&name), &lookup) {
                 Ok(desired) => DesiredEntry::Ready(Box::new(desired)),
-                Err(reason) => {
-                    let reason = malformed
-                        .iter()
-                        .find(|(template, _)| {
-                            let name = template.rsplit(':').next().unwrap_or_default();
-                            reason.contains(&format!("\"{name}\""))
-                        })
-                        .map_or(reason.clone(), |(template, error)| {
-                            format!("{reason} (template {template} is malformed: {error})")
-                        });
-                    DesiredEntry::Invalid {
-                        principal: name,
-                        reason,
-                    }
-                }
+                Err(reason) => DesiredEntry::Invalid {
+                    principal: name,
+                    reason: match asked_malformed.into_inner() {
+                        Some(malformed) => format!("{reason} ({malformed})"),
+                        None => reason,
+                    },
+                },
             }
         })
         .collect()
@@ -370,7 +373,42 @@ mod tests {
         let DesiredEntry::Invalid { reason, .. } = &entries[0] else {
             panic!("expected invalid: {entries:?}");
         };
-        assert!(reason.contains("is malformed"), "{reason}");
+        assert!(
+            reason.contains("template #acme/template:bureau.local:broken is malformed"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_parent_is_named_and_an_unrelated_one_is_not() {
+        let room = "#acme/template:bureau.local".to_owned();
+        let mut rooms = templates();
+        rooms.insert(
+            (room.clone(), "child".into()),
+            json!({"inherits": "broken-base", "command": ["/bin/true"]}),
+        );
+        rooms.insert((room.clone(), "broken-base".into()), json!({"command": 7}));
+        // Malformed and of the same name as the missing template below, but in another room:
+        // never looked up, so not blamed.
+        rooms.insert(
+            ("#other/template:bureau.local".into(), "worker-typo".into()),
+            json!({"command": 7}),
+        );
+        let config = json!({"principals": [
+            {"principal": "acme/agent/a", "template": "child"},
+            {"principal": "acme/agent/b", "template": "worker-typo"},
+        ]});
+        let entries = desired_state(Some(&config), &BTreeMap::new(), &rooms, &identity());
+        let reason = |index: usize| match &entries[index] {
+            DesiredEntry::Invalid { reason, .. } => reason.clone(),
+            other => panic!("expected invalid: {other:?}"),
+        };
+        assert!(
+            reason(0).contains("template #acme/template:bureau.local:broken-base is malformed"),
+            "{}",
+            reason(0)
+        );
+        assert!(!reason(1).contains("malformed"), "{}", reason(1));
     }
 
     #[test]
