@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::upstream::Endpoint;
+use super::upstream::{UpstreamUrlProblem, check_upstream_url};
 
 /// A service's configuration (never holds a secret: headers name credentials).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,16 +122,17 @@ impl ServiceConfig {
             return Err(ServiceError::BadName(named()));
         }
         match (&self.upstream_url, &self.upstream_unix) {
-            (Some(url), None) => match Endpoint::from_url(url) {
-                // Checked first: the URL itself is a secret then, never echoed in an error.
-                Some((Endpoint::Url { authority, .. }, _)) if authority.contains('@') => {
+            (Some(url), None) => match check_upstream_url(url) {
+                Ok(()) => {}
+                Err(UpstreamUrlProblem::Credentials) => {
                     return Err(ServiceError::UrlCredentials(named()));
                 }
-                Some(_) if url.contains(['?', '#']) => {
+                Err(UpstreamUrlProblem::QueryOrFragment) => {
                     return Err(ServiceError::UrlQuery(named()));
                 }
-                Some(_) => {}
-                None => return Err(ServiceError::BadUrl(named())),
+                Err(UpstreamUrlProblem::NotHttpWithHost) => {
+                    return Err(ServiceError::BadUrl(named()));
+                }
             },
             (None, Some(path)) if !path.is_absolute() => {
                 return Err(ServiceError::RelativeSocket {

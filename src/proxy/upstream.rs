@@ -48,6 +48,43 @@ pub enum Endpoint<'a> {
     Unix(&'a Path),
 }
 
+/// What is wrong with an upstream URL. Holds nothing of the URL: one with `user:password@`
+/// or `?key=…` carries a secret, so errors name the service, never the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamUrlProblem {
+    /// `user:password@` in the authority.
+    Credentials,
+    /// A `?query` or `#fragment` (request paths are appended to the URL).
+    QueryOrFragment,
+    /// Not `http(s)://host[…]` as the proxy can connect to it.
+    NotHttpWithHost,
+}
+
+/// The one judgement of an `upstream_url`: the proxy's services (`ServiceConfig::validate`) and
+/// the templates they come from (`schema::template`) both use it, so a template the daemon
+/// accepts never names an upstream the proxy refuses. Secret-bearing forms are found first,
+/// on the same split the proxy connects with (`Endpoint::from_url`), so even a URL that does
+/// not otherwise parse is never echoed for holding a password.
+pub fn check_upstream_url(url: &str) -> Result<(), UpstreamUrlProblem> {
+    let Some((Endpoint::Url { authority, .. }, _)) = Endpoint::from_url(url) else {
+        return Err(UpstreamUrlProblem::NotHttpWithHost);
+    };
+    if authority.contains('@') {
+        return Err(UpstreamUrlProblem::Credentials);
+    }
+    if url.contains(['?', '#']) {
+        return Err(UpstreamUrlProblem::QueryOrFragment);
+    }
+    let parses = url
+        .parse::<Uri>()
+        .is_ok_and(|uri| uri.host().is_some_and(|host| !host.is_empty()));
+    if parses {
+        Ok(())
+    } else {
+        Err(UpstreamUrlProblem::NotHttpWithHost)
+    }
+}
+
 impl<'a> Endpoint<'a> {
     /// Splits an `upstream_url` (validated: `http(s)://authority[/prefix]`) into the endpoint and
     /// the path prefix (no trailing `/`) that each request's path is appended to.
@@ -329,5 +366,24 @@ mod tests {
         assert_eq!(endpoint.host(), Some("api.example.com:80"));
         assert!(Endpoint::from_url("ftp://host").is_none());
         assert!(Endpoint::from_url("http:///path").is_none());
+    }
+
+    #[test]
+    fn upstream_urls_are_judged_secrets_first() {
+        use UpstreamUrlProblem::*;
+        for (url, judged) in [
+            ("https://api.example.com/v1", Ok(())),
+            ("http://127.0.0.1:8080", Ok(())),
+            ("https://me:sk@api.example.com", Err(Credentials)),
+            // A password in a URL that is otherwise malformed is still found as one.
+            ("https://me:sk@api example.com", Err(Credentials)),
+            ("https://api.example.com/v1?key=sk", Err(QueryOrFragment)),
+            ("https://api.example.com/v1#sk", Err(QueryOrFragment)),
+            ("https://api example.com", Err(NotHttpWithHost)),
+            ("ftp://host", Err(NotHttpWithHost)),
+            ("api.example.com", Err(NotHttpWithHost)),
+        ] {
+            assert_eq!(check_upstream_url(url), judged, "{url}");
+        }
     }
 }

@@ -22,6 +22,7 @@ use super::credentials::{is_credential_name, suggest_credential_name};
 use super::template_ref::TemplateRef;
 use super::{is_default, is_false, is_lowercase_token};
 use crate::naming::{Localpart, NameError};
+use crate::proxy::upstream::{UpstreamUrlProblem, check_upstream_url};
 
 /// The placeholders a mount source may contain, written `${NAME}`.
 ///
@@ -893,13 +894,6 @@ fn check_header_name(
     }
 }
 
-fn is_http_url_with_host(url: &str) -> bool {
-    url.parse::<http::Uri>().is_ok_and(|uri| {
-        matches!(uri.scheme_str(), Some("http" | "https"))
-            && uri.host().is_some_and(|host| !host.is_empty())
-    })
-}
-
 impl Template {
     /// Checks every field on its own — what can be checked on a partial template that still
     /// inherits: paths, placeholders, environment names, credential names, service names and
@@ -1080,23 +1074,21 @@ fn validate_proxy_service(name: &str, service: &ProxyService) -> Result<(), Temp
             name: name.to_owned(),
         });
     }
-    // Checked first: such a URL is never echoed. The proxy refuses the same (its
-    // `ServiceConfig::validate`), so the operator learns it at push, not at sandbox creation.
-    let url = &service.upstream_url;
-    let has_userinfo = url.parse::<http::Uri>().is_ok_and(|uri| {
-        uri.authority()
-            .is_some_and(|authority| authority.as_str().contains('@'))
-    });
-    if has_userinfo || url.contains(['?', '#']) {
-        return Err(TemplateError::UpstreamUrlExtras {
-            service: name.to_owned(),
-        });
-    }
-    if !is_http_url_with_host(url) {
-        return Err(TemplateError::BadUpstreamUrl {
-            service: name.to_owned(),
-            url: service.upstream_url.clone(),
-        });
+    // The proxy's own judgement, so the operator learns at push what the proxy would refuse
+    // at sandbox creation. Only a URL without user:password@, query or fragment is echoed.
+    match check_upstream_url(&service.upstream_url) {
+        Ok(()) => {}
+        Err(UpstreamUrlProblem::Credentials | UpstreamUrlProblem::QueryOrFragment) => {
+            return Err(TemplateError::UpstreamUrlExtras {
+                service: name.to_owned(),
+            });
+        }
+        Err(UpstreamUrlProblem::NotHttpWithHost) => {
+            return Err(TemplateError::BadUpstreamUrl {
+                service: name.to_owned(),
+                url: service.upstream_url.clone(),
+            });
+        }
     }
     for (header, credential) in &service.inject_headers {
         check_header_name(name, "inject_headers", header)?;
@@ -1580,6 +1572,8 @@ mod tests {
         }
         for url in [
             "https://user:sk-secret@api.openai.com/v1",
+            // Not a valid URI otherwise (the space): still refused without being echoed.
+            "https://user:sk-secret@api openai.com/v1",
             "https://api.openai.com/v1?key=sk-secret",
             "https://api.openai.com/v1#sk-secret",
         ] {
