@@ -249,7 +249,8 @@ pub fn train(binary: &Path) -> Result<(), String> {
     drop(proxy);
     // As many starts as the benchmark's idle proxies: with fewer, start-up code counts as
     // lukewarm and is laid out among the rest instead of with the hot code, and an idle proxy
-    // then maps more of the binary (measured: VmRSS 4.7–5.0 MiB with 1,000 starts, 6.2 with 4).
+    // then maps more of the binary (measured before the link-time layout, `layout.rs`: VmRSS
+    // 4.7–5.0 MiB with 1,000 starts, 6.2 with 4).
     drop(start_many(
         binary,
         dir.path(),

@@ -88,19 +88,18 @@ pub fn linker(root: &Path, target: &str, profile: &Path) -> Result<(String, Path
 /// (not an older one, nor one made by another linker); returns the wrapper's summary of it.
 pub fn check_linked(profile: &Path, built: &Path) -> Result<String, String> {
     let stamp = profile.with_file_name(STAMP);
-    let modified = |path: &Path| fs::metadata(path).and_then(|metadata| metadata.modified());
-    match (modified(&stamp), modified(built)) {
-        (Ok(linked), Ok(binary)) if linked >= binary => fs::read_to_string(&stamp)
-            .map(|summary| summary.trim().to_owned())
-            .map_err(|error| format!("cannot read {}: {error}", stamp.display())),
-        _ => Err(format!(
+    if !stamp.is_file() || crate::pgo::is_newer(built, &stamp) {
+        return Err(format!(
             "{} was not linked by `cargo xtask link` (no record in {} after it): its code is \
              not laid out\nHint: remove any -Clinker from RUSTFLAGS and run `cargo xtask dist` \
              again",
             built.display(),
             stamp.display()
-        )),
+        ));
     }
+    fs::read_to_string(&stamp)
+        .map(|summary| summary.trim().to_owned())
+        .map_err(|error| format!("cannot read {}: {error}", stamp.display()))
 }
 
 /// Where the wrapper records its last link (beside the profile): the summary of its order,

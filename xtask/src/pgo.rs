@@ -107,7 +107,7 @@ pub fn release_build(root: &Path, target: &str, rustflags: &str) -> Command {
 }
 
 /// `path` exists and was modified after `than` (which exists).
-fn is_newer(path: &Path, than: &Path) -> bool {
+pub fn is_newer(path: &Path, than: &Path) -> bool {
     let modified = |path: &Path| fs::metadata(path).and_then(|metadata| metadata.modified());
     matches!((modified(path), modified(than)), (Ok(path), Ok(than)) if path > than)
 }
