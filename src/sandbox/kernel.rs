@@ -15,6 +15,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::capabilities;
 use super::landlock;
+use super::network;
 use super::plan::{Op, flags};
 use super::seccomp::{self, SeccompProgram};
 
@@ -71,6 +72,9 @@ pub struct LinuxKernel<'a> {
     pub seccomp: Option<&'a SeccompProgram>,
     /// Descriptors opened by [`Op::OpenSource`], by slot. CLOEXEC: the command never sees them.
     pub sources: Vec<std::os::fd::OwnedFd>,
+    /// The init's end of the socket the network helper sends the namespace on (see
+    /// [`network`]); read at [`Op::JoinNetwork`].
+    pub network: Option<&'a std::os::fd::OwnedFd>,
 }
 
 fn ms(bits: u64) -> MsFlags {
@@ -226,7 +230,15 @@ impl Kernel for LinuxKernel<'_> {
                 NONE,
             )?,
             Op::SetHostname { hostname } => nix::unistd::sethostname(hostname)?,
-            Op::LoopbackUp => loopback_up()?,
+            Op::JoinNetwork => match self.network {
+                Some(receiver) => network::join(receiver)?,
+                None => {
+                    return Err(OpFailure {
+                        errno: 0,
+                        detail: "no network namespace helper was started".to_owned(),
+                    });
+                }
+            },
             Op::Landlock { rules } => {
                 landlock::apply(rules).map_err(|error| OpFailure {
                     errno: 0,
@@ -267,28 +279,6 @@ impl From<rustix::io::Errno> for OpFailure {
             detail: String::new(),
         }
     }
-}
-
-/// `ioctl(SIOCSIFFLAGS, "lo", IFF_UP | IFF_RUNNING)` on a throwaway datagram socket.
-fn loopback_up() -> Result<(), OpFailure> {
-    use std::os::fd::AsRawFd;
-    let socket = rustix::net::socket(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::DGRAM,
-        None,
-    )?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
-        *slot = *byte as libc::c_char;
-    }
-    request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    // SAFETY: SIOCSIFFLAGS reads one valid, initialised ifreq through the pointer.
-    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS as _, &request) };
-    if result < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(())
 }
 
 /// A test double: records every op and fails the first op for which `fail_on` returns an error.

@@ -12,13 +12,14 @@
 //!   with a recording double and the real thing is tested for real (`tests/sandbox_*.rs`).
 //!
 //! Modules: `spec` (what to build), `plan` (the ordered steps), `kernel` (the seam), `process`
-//! (clone, ID maps, init, exec, supervision), `landlock`, `seccomp`, `capabilities`, `cgroup`,
-//! `probe` (what the host offers).
+//! (clone, ID maps, init, exec, supervision), `network` (the network namespace, made beside the
+//! init), `landlock`, `seccomp`, `capabilities`, `cgroup`, `probe` (what the host offers).
 
 pub mod capabilities;
 pub mod cgroup;
 pub mod kernel;
 pub mod landlock;
+pub mod network;
 pub mod plan;
 pub mod probe;
 pub mod process;

@@ -7,7 +7,10 @@
 //!   clone(NEWUSER|NEWNS|NEWPID|…) ──────────▶ wait on the sync pipe
 //!   write uid/gid maps, join cgroup
 //!   release the child ─────────────────────▶ apply the plan: ids, mounts, pivot_root,
-//!                                            hostname, landlock, caps, seccomp
+//!   fork the network helper:                 hostname,
+//!     join the init's user ns, unshare net,
+//!     raise lo, send the ns ────────────────▶ join the network namespace,
+//!   reap the helper                          landlock, caps, seccomp
 //!                                            posix_spawn (vfork-style) ───────▶ exec, mask restored
 //!   read the report pipe: EOF = exec done ◀── (CLOEXEC: closed by exec, or an error record)
 //!   forward signals ───────────────────────▶ forward signals ──────────────────▶
@@ -40,6 +43,7 @@ use nix::unistd::Pid;
 use super::cgroup::{Cgroup, CgroupError, HostCgroups};
 use super::kernel::{LinuxKernel, apply_all};
 use super::landlock;
+use super::network;
 use super::plan::{self, DEV_NODES, HostFacts, OpenedSource, flags};
 use super::seccomp::{self, SeccompError};
 use super::spec::{Mount, SandboxSpec, SeccompProfile, SpecError};
@@ -369,6 +373,8 @@ fn prepare(spec: &SandboxSpec, identity: &Identity) -> Result<Prepared, SandboxE
     })
 }
 
+/// The namespaces `clone` makes. Not the network namespace: a helper makes that one beside the
+/// init (see [`network`]).
 fn clone_flags(spec: &SandboxSpec) -> libc::c_ulong {
     let namespaces = &spec.namespaces;
     let mut flags = libc::SIGCHLD as libc::c_ulong;
@@ -376,7 +382,6 @@ fn clone_flags(spec: &SandboxSpec) -> libc::c_ulong {
         (namespaces.user, libc::CLONE_NEWUSER),
         (namespaces.mount, libc::CLONE_NEWNS),
         (namespaces.pid, libc::CLONE_NEWPID),
-        (namespaces.net, libc::CLONE_NEWNET),
         (namespaces.ipc, libc::CLONE_NEWIPC),
         (namespaces.uts, libc::CLONE_NEWUTS),
         (namespaces.cgroup, libc::CLONE_NEWCGROUP),
@@ -461,6 +466,11 @@ fn run_prepared(
     })?;
     let (sync_read, sync_write) = pipe()?;
     let (report_read, report_write) = pipe()?;
+    let network_channel = if spec.namespaces.net {
+        Some(network::channel().map_err(host_error("create the network namespace socket"))?)
+    } else {
+        None
+    };
 
     // SAFETY: a raw clone with a NULL stack behaves like fork: the child gets a copy-on-write
     // copy of this single-threaded process (the sandbox applet starts no threads), so every
@@ -484,12 +494,53 @@ fn run_prepared(
     if pid == 0 {
         drop(sync_write);
         drop(report_read);
-        child_main(prepared, sync_read, report_write, &previous_mask);
+        let network_receiver = network_channel.map(|(receiver, _sender)| receiver);
+        child_main(
+            prepared,
+            sync_read,
+            report_write,
+            network_receiver,
+            &previous_mask,
+        );
     }
     let child = Pid::from_raw(pid as i32);
     drop(sync_read);
     drop(report_write);
+    let network_sender = network_channel.map(|(_receiver, sender)| sender);
 
+    // The network namespace is made by a helper while the init builds its mounts (see
+    // `network`); started first, so it is done before the init needs it. The init's user
+    // namespace, for the helper to join, is opened while the init is still waiting on the sync
+    // pipe with its first credentials.
+    let helper = network_sender
+        .as_ref()
+        .map(|sender| {
+            let user_namespace = spec
+                .namespaces
+                .user
+                .then(|| File::open(format!("/proc/{child}/ns/user")).map(OwnedFd::from))
+                .transpose()?;
+            network::spawn_helper(user_namespace.as_ref(), sender)
+        })
+        .transpose();
+    drop(network_sender);
+    let abandon = |error: SandboxError, helper: Option<Pid>| {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        if let Some(helper) = helper {
+            let _ = waitpid(helper, None);
+        }
+        Err(error)
+    };
+    let helper = match helper {
+        Ok(helper) => helper,
+        Err(error) => {
+            return abandon(
+                host_error("start the network namespace helper")(error),
+                None,
+            );
+        }
+    };
     let setup = write_id_maps(child, identity)
         .and_then(|()| match cgroup {
             Some(cgroup) => cgroup.add_process(child.as_raw()).map_err(Into::into),
@@ -501,11 +552,13 @@ fn run_prepared(
                 .map_err(host_error("release the sandbox"))
         });
     if let Err(error) = setup {
-        let _ = kill(child, Signal::SIGKILL);
-        let _ = waitpid(child, None);
-        return Err(error);
+        return abandon(error, helper);
     }
-
+    if let Some(helper) = helper {
+        // It exits as soon as it has sent the namespace (or failed to make one), before the
+        // command starts: reaped now, it is never seen beside the init.
+        let _ = waitpid(helper, None);
+    }
     let mut report = Vec::new();
     File::from(report_read)
         .read_to_end(&mut report)
@@ -635,14 +688,22 @@ fn fail(
 }
 
 /// The sandbox's init: sets everything up, spawns the command, then supervises it.
-fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &SigSet) -> ! {
+fn child_main(
+    prepared: &Prepared,
+    sync_read: OwnedFd,
+    report: OwnedFd,
+    network: Option<OwnedFd>,
+    mask: &SigSet,
+) -> ! {
     if prepared.die_with_parent {
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     }
     // Descriptors the caller left open without CLOEXEC would otherwise reach the command (and
     // stay readable in the init through /proc/1/fd): only stdin, stdout and stderr go in.
-    if let Err(errno) = close_inherited_descriptors(&[sync_read.as_raw_fd(), report.as_raw_fd()]) {
+    let mut keep = vec![sync_read.as_raw_fd(), report.as_raw_fd()];
+    keep.extend(network.as_ref().map(AsRawFd::as_raw_fd));
+    if let Err(errno) = close_inherited_descriptors(&keep) {
         fail(
             &report,
             "close inherited descriptors",
@@ -670,6 +731,7 @@ fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &S
     let mut kernel = LinuxKernel {
         seccomp: prepared.seccomp.as_ref(),
         sources: Vec::new(),
+        network: network.as_ref(),
     };
     if let Err(failure) = apply_all(&mut kernel, &prepared.ops) {
         let op = &prepared.ops[failure.index];
@@ -687,6 +749,7 @@ fn child_main(prepared: &Prepared, sync_read: OwnedFd, report: OwnedFd, mask: &S
     let command = spawn_command(prepared, &report, mask);
     drop(report);
     drop(kernel);
+    drop(network);
     let status = supervise(command, &forwarded_set(), true);
     // SAFETY: see `fail`; the init has nothing to clean up.
     unsafe { libc::_exit(i32::from(status)) }
