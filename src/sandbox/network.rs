@@ -2,12 +2,13 @@
 //!
 //! Creating a network namespace is the slowest part of starting a sandbox (≈ 0.4 ms here: the
 //! kernel registers a loopback device and its sysctls). Made by `clone(CLONE_NEWNET)` it would
-//! sit on the start-up path before the init even exists. Instead the supervisor forks a helper
-//! once the init is running; the helper joins the init's user namespace, unshares a network
+//! sit on the start-up path before the init even exists. Instead the supervisor starts a helper
+//! once it has released the init; the helper joins the init's user namespace, unshares a network
 //! namespace (so the new namespace belongs to the sandbox's user namespace, exactly as if
 //! `clone` had made it), raises `lo`, and hands the namespace to the init over a socket, while
-//! the init builds its mounts on another CPU. The init joins it before landlock, before it drops
-//! its capabilities and before the command exists ([`Op::JoinNetwork`](super::plan::Op)).
+//! the init builds its mounts on another CPU. The init joins it before `pivot_root`, landlock
+//! and dropping its capabilities, and before the command exists
+//! ([`Op::JoinNetwork`](super::plan::Op)).
 //!
 //! Isolation is unchanged: each namespace is new, unshared for one sandbox and handed to it
 //! alone; the helper lives in the host's pid namespace (the command can never see or signal it)
@@ -17,7 +18,7 @@
 //! `step \0 errno` when the helper failed.
 
 use std::fs::File;
-use std::io::{IoSlice, IoSliceMut};
+use std::io::{IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -40,19 +41,36 @@ pub fn channel() -> std::io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
-/// Forks the helper. `user_namespace` is the init's (`/proc/<init>/ns/user`, opened right after
-/// `clone`), or `None` when the sandbox has no user namespace of its own. The helper's end of
-/// the socket is `sender`; the caller drops its copy after this returns.
-pub fn spawn_helper(user_namespace: Option<&OwnedFd>, sender: &OwnedFd) -> std::io::Result<Pid> {
-    // SAFETY: the sandbox supervisor is single-threaded (the applet starts no runtime), so the
-    // forked copy's locks and allocator are in a consistent state; the helper only runs
-    // `helper_main` and exits with `_exit`.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Parent { child } => Ok(child),
-        nix::unistd::ForkResult::Child => helper_main(user_namespace, sender),
-    }
+/// Stack for the helper: it makes a handful of syscalls and uses a few KiB.
+const HELPER_STACK: usize = 64 * 1024;
+
+/// Runs the helper and returns once it has exited (sent the namespace, or failed to make one).
+/// `user_namespace` is the init's (`/proc/<init>/ns/user`), or `None` when the sandbox has no
+/// user namespace of its own; `sender` is the helper's end of the socket.
+///
+/// The helper is a vfork-style child (`CLONE_VM | CLONE_VFORK`, like `posix_spawn`'s): no copy
+/// of this process's memory to make and none to fault back in afterwards, which a `fork` would
+/// cost on every sandbox. The returned pid is the exited helper's, for the caller to reap.
+pub fn run_helper(user_namespace: Option<&OwnedFd>, sender: &OwnedFd) -> std::io::Result<Pid> {
+    let mut stack = vec![0u8; HELPER_STACK];
+    let helper = Box::new(|| -> isize { helper_main(user_namespace, sender) });
+    // SAFETY: with CLONE_VFORK this process is suspended until the helper exits, so the helper
+    // has the shared memory to itself (as a posix_spawn child does); it runs on `stack`, which
+    // outlives it and is far larger than the few frames it needs, allocates nothing and ends
+    // with `_exit`, so it leaves no lock held and no state half-changed behind it.
+    let pid = unsafe {
+        nix::sched::clone(
+            helper,
+            &mut stack,
+            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+            Some(libc::SIGCHLD),
+        )
+    }?;
+    Ok(pid)
 }
 
+/// The helper: makes the namespace and sends it (or what failed), then exits. Allocates nothing:
+/// it runs in the supervisor's memory.
 fn helper_main(user_namespace: Option<&OwnedFd>, sender: &OwnedFd) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let sent = match make_namespace(user_namespace) {
@@ -69,11 +87,15 @@ fn helper_main(user_namespace: Option<&OwnedFd>, sender: &OwnedFd) -> ! {
             )
         }
         Err((step, errno)) => {
-            let record = format!("{step}\0{errno}");
-            rustix::net::send(sender, record.as_bytes(), SendFlags::NOSIGNAL)
+            let mut record = [0u8; 96];
+            let mut cursor = std::io::Cursor::new(&mut record[..]);
+            let _ = write!(cursor, "{step}\0{errno}");
+            let length = cursor.position() as usize;
+            rustix::net::send(sender, &record[..length], SendFlags::NOSIGNAL)
         }
     };
-    // SAFETY: _exit ends the helper without running the supervisor's destructors or handlers.
+    // SAFETY: _exit ends the helper without running destructors or handlers: everything it
+    // could reach belongs to the suspended supervisor.
     unsafe { libc::_exit(i32::from(sent.is_err())) }
 }
 

@@ -7,7 +7,7 @@
 //!   clone(NEWUSER|NEWNS|NEWPID|…) ──────────▶ wait on the sync pipe
 //!   write uid/gid maps, join cgroup
 //!   release the child ─────────────────────▶ apply the plan: ids, mounts, pivot_root,
-//!   fork the network helper:                 hostname,
+//!   run the network helper (vfork-style):    hostname,
 //!     join the init's user ns, unshare net,
 //!     raise lo, send the ns ────────────────▶ join the network namespace,
 //!   reap the helper                          landlock, caps, seccomp
@@ -508,56 +508,36 @@ fn run_prepared(
     drop(report_write);
     let network_sender = network_channel.map(|(_receiver, sender)| sender);
 
-    // The network namespace is made by a helper while the init builds its mounts (see
-    // `network`); started first, so it is done before the init needs it. The init's user
-    // namespace, for the helper to join, is opened while the init is still waiting on the sync
-    // pipe with its first credentials.
-    let helper = network_sender
-        .as_ref()
-        .map(|sender| {
-            let user_namespace = spec
-                .namespaces
-                .user
-                .then(|| File::open(format!("/proc/{child}/ns/user")).map(OwnedFd::from))
-                .transpose()?;
-            network::spawn_helper(user_namespace.as_ref(), sender)
-        })
-        .transpose();
-    drop(network_sender);
-    let abandon = |error: SandboxError, helper: Option<Pid>| {
-        let _ = kill(child, Signal::SIGKILL);
-        let _ = waitpid(child, None);
-        if let Some(helper) = helper {
+    // The init's user namespace, for the network helper to join: opened while the init still
+    // waits on the sync pipe with the credentials it was cloned with.
+    let user_namespace = match network_sender {
+        Some(_) if spec.namespaces.user => File::open(format!("/proc/{child}/ns/user"))
+            .map(|file| Some(OwnedFd::from(file)))
+            .map_err(host_error("open the sandbox's user namespace")),
+        _ => Ok(None),
+    };
+    let setup = user_namespace.and_then(|user_namespace| {
+        write_id_maps(child, identity)?;
+        if let Some(cgroup) = cgroup {
+            cgroup.add_process(child.as_raw())?;
+        }
+        File::from(sync_write)
+            .write_all(&[1])
+            .map_err(host_error("release the sandbox"))?;
+        // The helper makes the network namespace while the init builds its mounts (see
+        // `network`); this process is suspended until the helper has sent it and exited.
+        if let Some(sender) = &network_sender {
+            let helper = network::run_helper(user_namespace.as_ref(), sender)
+                .map_err(host_error("start the network namespace helper"))?;
             let _ = waitpid(helper, None);
         }
-        Err(error)
-    };
-    let helper = match helper {
-        Ok(helper) => helper,
-        Err(error) => {
-            return abandon(
-                host_error("start the network namespace helper")(error),
-                None,
-            );
-        }
-    };
-    let setup = write_id_maps(child, identity)
-        .and_then(|()| match cgroup {
-            Some(cgroup) => cgroup.add_process(child.as_raw()).map_err(Into::into),
-            None => Ok(()),
-        })
-        .and_then(|()| {
-            File::from(sync_write)
-                .write_all(&[1])
-                .map_err(host_error("release the sandbox"))
-        });
+        Ok(())
+    });
+    drop(network_sender);
     if let Err(error) = setup {
-        return abandon(error, helper);
-    }
-    if let Some(helper) = helper {
-        // It exits as soon as it has sent the namespace (or failed to make one), before the
-        // command starts: reaped now, it is never seen beside the init.
-        let _ = waitpid(helper, None);
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(error);
     }
     let mut report = Vec::new();
     File::from(report_read)
