@@ -272,6 +272,14 @@ fn not_executable_exits_126() {
     // A directory cannot be executed either.
     let output = sandbox(&["--", "/usr/bin"]);
     assert_eq!(code(&output), 126, "{}", describe(&output));
+    // Nor can a path through a file (ENOTDIR): a shell says 126 and "Not a directory" too.
+    let output = sandbox(&["--", "/usr/lib/os-release/command"]);
+    assert_eq!(code(&output), 126, "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("Not a directory"),
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]

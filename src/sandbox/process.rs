@@ -112,14 +112,19 @@ impl SandboxError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SandboxError::Setup(failure) if failure.step == EXEC_STEP => {
-                if failure.errno == libc::ENOENT {
-                    EXIT_NOT_FOUND
-                } else {
-                    EXIT_CANNOT_EXECUTE
-                }
+                exec_exit_code(failure.errno)
             }
             _ => EXIT_SETUP_FAILED,
         }
+    }
+}
+
+/// The exit status for a command the init could not exec with `errno`, as a shell gives it.
+fn exec_exit_code(errno: i32) -> u8 {
+    if errno == libc::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_EXECUTE
     }
 }
 
@@ -872,8 +877,14 @@ fn spawn_command(prepared: &Prepared, report: &OwnedFd, mask: &SigSet) -> Pid {
                 "",
                 EXIT_SETUP_FAILED,
             ),
-            // What execvp searches on; it reports EACCES over "not found" at the end.
-            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            // What execvp searches on; it reports EACCES over "not found" at the end. A path
+            // given with a `/` is the only candidate: its own errno is the answer (ENOTDIR is
+            // 126, as a shell says, not "not found").
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {
+                if !searching {
+                    last_errno = errno;
+                }
+            }
             libc::EACCES => last_errno = libc::EACCES,
             other => {
                 last_errno = other;
@@ -881,11 +892,6 @@ fn spawn_command(prepared: &Prepared, report: &OwnedFd, mask: &SigSet) -> Pid {
             }
         }
     }
-    let code = if last_errno == libc::ENOENT {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_EXECUTE
-    };
     let program = OsStr::from_bytes(
         prepared
             .argv
@@ -899,7 +905,7 @@ fn spawn_command(prepared: &Prepared, report: &OwnedFd, mask: &SigSet) -> Pid {
         Some(Path::new(program)),
         last_errno,
         "",
-        code,
+        exec_exit_code(last_errno),
     )
 }
 
