@@ -4,11 +4,13 @@
 //!
 //! 1. identity (setgroups, setresgid/setresuid) right after the parent wrote the ID maps;
 //! 2. mounts made private, a tmpfs staging root, every entry, `/proc` in the new pid namespace;
-//! 3. `pivot_root` into the staging root and detach the old root, then remount `/` read-only;
-//! 4. hostname;
-//! 5. landlock (needs the final paths, so after `pivot_root`);
-//! 6. capabilities dropped (bounding, ambient, effective/permitted/inheritable; securebits);
-//! 7. no_new_privs, then seccomp **last**: nothing but fork and exec follows it.
+//! 3. join the network namespace the supervisor made (see `network`), while the child still
+//!    holds its capabilities;
+//! 4. `pivot_root` into the staging root and detach the old root, then remount `/` read-only;
+//! 5. hostname;
+//! 6. landlock (needs the final paths, so after `pivot_root`);
+//! 7. capabilities dropped (bounding, ambient, effective/permitted/inheritable; securebits);
+//! 8. no_new_privs, then seccomp **last**: nothing but fork and exec follows it.
 //!
 //! Bind sources are bound through file descriptors, not paths: right after entering its mount
 //! namespace (and before the staging tmpfs can hide anything) the child opens each source with
@@ -25,6 +27,9 @@ use super::spec::{Mount, SandboxSpec, SeccompProfile};
 /// Where the new root is assembled before `pivot_root`. Any existing host directory works:
 /// the mount namespace is private and bind sources are file descriptors, not paths.
 pub const STAGING: &str = "/tmp";
+/// The step name of making or joining the sandbox's network namespace: the supervisor's helper
+/// reports under it too (see `network`).
+pub const NETWORK_STEP: &str = "network namespace";
 
 /// Mount flags, as the `MS_*` bits of mount(2).
 pub mod flags {
@@ -144,7 +149,7 @@ impl Op {
             Op::PivotRoot { .. } => "pivot_root",
             Op::RemountRootReadOnly => "remount / read-only",
             Op::SetHostname { .. } => "set hostname",
-            Op::JoinNetwork => "network namespace",
+            Op::JoinNetwork => NETWORK_STEP,
             Op::Landlock { .. } => "landlock",
             Op::DropCapabilities => "drop capabilities",
             Op::NoNewPrivs => "no_new_privs",

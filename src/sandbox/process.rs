@@ -6,11 +6,13 @@
 //!   block forwarded signals
 //!   clone(NEWUSER|NEWNS|NEWPID|…) ──────────▶ wait on the sync pipe
 //!   write uid/gid maps, join cgroup
-//!   release the child ─────────────────────▶ apply the plan: ids, mounts, pivot_root,
-//!   run the network helper (vfork-style):    hostname,
+//!   release the child ─────────────────────▶ apply the plan: ids, mounts,
+//!   run the network helper (vfork-style):
 //!     join the init's user ns, unshare net,
-//!     raise lo, send the ns ────────────────▶ join the network namespace,
-//!   reap the helper                          landlock, caps, seccomp
+//!     raise lo, exit
+//!   reap it, send the ns ──────────────────▶ join the network namespace,
+//!                                            pivot_root, hostname, landlock,
+//!                                            caps, seccomp
 //!                                            posix_spawn (vfork-style) ───────▶ exec, mask restored
 //!   read the report pipe: EOF = exec done ◀── (CLOEXEC: closed by exec, or an error record)
 //!   forward signals ───────────────────────▶ forward signals ──────────────────▶
@@ -44,7 +46,7 @@ use super::cgroup::{Cgroup, CgroupError, HostCgroups};
 use super::kernel::{LinuxKernel, apply_all};
 use super::landlock;
 use super::network;
-use super::plan::{self, DEV_NODES, HostFacts, OpenedSource, flags};
+use super::plan::{self, DEV_NODES, HostFacts, NETWORK_STEP, OpenedSource, flags};
 use super::seccomp::{self, SeccompError};
 use super::spec::{Mount, SandboxSpec, SeccompProfile, SpecError};
 
@@ -175,6 +177,10 @@ fn hint_for(step: &str, errno: i32) -> Option<&'static str> {
              choose another destination"
         }
         ("landlock", _) => "see `bureau-sandbox probe` for this kernel's landlock ABI",
+        (NETWORK_STEP, libc::ENOSPC | libc::EPERM) => {
+            "network namespaces are limited or refused here (user.max_net_namespaces, or a \
+             restriction on user namespaces); see `bureau-sandbox probe`, or use --net host"
+        }
         ("set user and group IDs" | "setgroups", _) => {
             "the uid/gid maps were not accepted: check /etc/subuid or run as root"
         }
@@ -529,12 +535,12 @@ fn run_prepared(
         File::from(sync_write)
             .write_all(&[1])
             .map_err(host_error("release the sandbox"))?;
-        // The helper makes the network namespace while the init builds its mounts (see
-        // `network`); this process is suspended until the helper has sent it and exited.
+        // A helper makes the network namespace while the init builds its mounts (see
+        // `network`); it is reaped before the init is handed the namespace.
         if let Some(sender) = &network_sender {
-            let helper = network::run_helper(user_namespace.as_ref(), sender)
-                .map_err(host_error("start the network namespace helper"))?;
-            let _ = waitpid(helper, None);
+            let namespace = network::make(user_namespace.as_ref()).map_err(network_failure)?;
+            network::send(sender, &namespace)
+                .map_err(host_error("hand the network namespace to the sandbox"))?;
         }
         Ok(())
     });
@@ -553,6 +559,16 @@ fn run_prepared(
         return Err(SandboxError::Setup(decode_failure(&report)));
     }
     Ok(supervise(child, &signals, false))
+}
+
+/// The network helper's failure, reported as the init reports its steps' failures.
+fn network_failure(failure: network::HelperFailure) -> SandboxError {
+    SandboxError::Setup(SetupFailure {
+        step: NETWORK_STEP.to_owned(),
+        path: None,
+        errno: failure.errno,
+        detail: format!("the supervisor's helper could not {}", failure.step),
+    })
 }
 
 /// Writes `/proc/<pid>/{setgroups,uid_map,gid_map}`: one line each, inner → host.
@@ -989,6 +1005,26 @@ mod tests {
         let message = failure.to_string();
         assert!(message.contains("mount /proc"), "{message}");
         assert!(message.contains("Hint:"), "{message}");
+    }
+
+    #[test]
+    fn a_network_helper_failure_names_the_step_the_errno_and_the_fix() {
+        let error = network_failure(network::HelperFailure {
+            step: "create the network namespace",
+            errno: libc::ENOSPC,
+        });
+        assert_eq!(error.exit_code(), EXIT_SETUP_FAILED);
+        let message = error.to_string();
+        assert!(message.contains("step \"network namespace\""), "{message}");
+        assert!(message.contains("No space left on device"), "{message}");
+        assert!(
+            message.contains("could not create the network namespace"),
+            "{message}"
+        );
+        assert!(
+            message.contains("Hint:") && message.contains("--net host"),
+            "{message}"
+        );
     }
 
     #[test]
