@@ -269,6 +269,8 @@ mod tests {
 
     #[test]
     fn the_helper_makes_a_new_namespace_or_names_the_step_that_failed() {
+        // The harness's other threads keep running beside the helper here (the supervisor has
+        // none); that is still sound because the helper touches only its stack and `outcome`.
         use std::os::unix::fs::MetadataExt;
         let ours = std::fs::metadata("/proc/self/ns/net")
             .expect("our namespace")

@@ -546,19 +546,24 @@ fn run_prepared(
     });
     drop(network_sender);
     if let Err(error) = setup {
-        let _ = kill(child, Signal::SIGKILL);
-        let _ = waitpid(child, None);
-        return Err(error);
+        return abandon(child, error);
     }
     let mut report = Vec::new();
-    File::from(report_read)
-        .read_to_end(&mut report)
-        .map_err(host_error("read the setup report"))?;
+    if let Err(error) = File::from(report_read).read_to_end(&mut report) {
+        return abandon(child, host_error("read the setup report")(error));
+    }
     if !report.is_empty() {
         let _ = waitpid(child, None);
         return Err(SandboxError::Setup(decode_failure(&report)));
     }
     Ok(supervise(child, &signals, false))
+}
+
+/// Stops a sandbox whose setup the supervisor could not finish: it must not run half-built.
+fn abandon(child: Pid, error: SandboxError) -> Result<u8, SandboxError> {
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = waitpid(child, None);
+    Err(error)
 }
 
 /// The network helper's failure, reported as the init reports its steps' failures.
