@@ -544,6 +544,38 @@ fn matrix_routes_need_a_grant() {
 }
 
 #[test]
+fn an_expired_grant_is_neither_honoured_nor_listed() {
+    runtime().block_on(async {
+        // Expired long ago, and expiring in the year 2286: only the second applies.
+        let payload = json!({"grants": [
+            {"actions": ["matrix/send"], "targets": ["#expired/**"], "expires_at": 1},
+            {"actions": ["matrix/send"], "targets": ["#current/**"],
+             "expires_at": 9_999_999_999_999_u64}]});
+        let proxy = start_proxy(json!({}), payload, &[]);
+        let message = |room: &str| {
+            call(
+                &proxy.socket,
+                "POST",
+                "/v1/matrix/message",
+                &[("content-type", "application/json")],
+                Body::from(json!({"room": room, "body": "hi"}).to_string()),
+            )
+        };
+        let (status, _, reply) = message("#expired/room:bureau.local").await;
+        assert_eq!(status, 403, "{}", json_of(&reply));
+        assert_eq!(json_of(&reply)["errcode"], "M_FORBIDDEN");
+        // Past the gate (then refused only for want of a Matrix identity).
+        let (status, _, reply) = message("#current/room:bureau.local").await;
+        assert_eq!(status, 404, "{}", json_of(&reply));
+        let (_, _, grants) = call(&proxy.socket, "GET", "/v1/grants", &[], Body::empty()).await;
+        let grants = json_of(&grants);
+        assert_eq!(grants.as_array().map(Vec::len), Some(1), "{grants}");
+        assert_eq!(grants[0]["targets"][0], "#current/**");
+        assert_eq!(grants[0]["expires_at"], 9_999_999_999_999_u64);
+    });
+}
+
+#[test]
 fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
     use std::os::unix::fs::PermissionsExt;
     runtime().block_on(async {
@@ -673,6 +705,26 @@ fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
         assert_eq!(status, 200);
         let (_, _, grants) = call(&proxy.socket, "GET", "/v1/grants", &[], Body::empty()).await;
         assert_eq!(json_of(&grants)[0]["actions"][0], "matrix/join");
+        // A grant that allows nothing is a mistake, named, and changes nothing.
+        let (status, _, reply) = call(
+            &proxy.admin,
+            "PUT",
+            "/v1/admin/grants",
+            &[],
+            Body::from(json!([{"actions": ["matrix/join"]}, {"targets": ["#x/**"]}]).to_string()),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(
+            json_of(&reply)["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("grants[1] has no actions"),
+            "{}",
+            json_of(&reply)
+        );
+        let (_, _, grants) = call(&proxy.socket, "GET", "/v1/grants", &[], Body::empty()).await;
+        assert_eq!(json_of(&grants).as_array().map(Vec::len), Some(1));
         let (status, _, _) = call(
             &proxy.admin,
             "DELETE",

@@ -190,17 +190,9 @@ fn desired(
             assignment.template
         ));
     }
-    let now_ms = crate::schema::now_ms();
-    let grants: Vec<Grant> = assignment
-        .authorization
-        .grants
-        .iter()
-        .filter(|grant| grant.expires_at.is_none_or(|expiry| expiry > now_ms))
-        .map(|grant| Grant {
-            actions: grant.actions.clone(),
-            targets: grant.targets.clone(),
-        })
-        .collect();
+    // As written, expiry included: the proxy stops honouring a grant when it expires, so the
+    // passing of time changes neither the request nor its fingerprint (no restart).
+    let grants: Vec<Grant> = assignment.authorization.grants.clone();
     let payload_json = assignment.payload.to_string();
     let config_hash = fingerprint(
         &assignment.principal,
@@ -359,6 +351,33 @@ mod tests {
         let changed = hash(json!({"principals": [a, b2]}));
         assert_eq!(first[0], changed[0]);
         assert_ne!(first[1], changed[1]);
+    }
+
+    #[test]
+    fn grants_reach_the_proxy_with_their_expiry_so_expiring_restarts_nothing() {
+        let ready = |config: Value| match desired_state(
+            Some(&config),
+            &BTreeMap::new(),
+            &templates(),
+            &identity(),
+        )
+        .remove(0)
+        {
+            DesiredEntry::Ready(desired) => desired.create,
+            DesiredEntry::Invalid { reason, .. } => panic!("{reason}"),
+        };
+        // Long expired: still handed over, expiry and all; the proxy refuses to honour it.
+        // Were it dropped here instead, its expiry would change the fingerprint and restart
+        // the principal.
+        let expired = ready(json!({"principals": [{
+            "principal": "acme/agent/g", "template": "worker",
+            "authorization": {"grants": [{"actions": ["matrix/join"], "expires_at": 1}]}}]}));
+        assert_eq!(expired.grants.len(), 1);
+        assert_eq!(expired.grants[0].expires_at, Some(1));
+        // An operator's edit of the grants is still a change that restarts.
+        let none =
+            ready(json!({"principals": [{"principal": "acme/agent/g", "template": "worker"}]}));
+        assert_ne!(expired.config_hash, none.config_hash);
     }
 
     #[test]

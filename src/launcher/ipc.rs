@@ -266,6 +266,7 @@ mod tests {
                 grants: vec![Grant {
                     actions: vec!["matrix/send".into()],
                     targets: vec![],
+                    expires_at: Some(1_795_600_000_000),
                 }],
                 config_hash: "abc".into(),
             })),

@@ -6,7 +6,7 @@
 //! {"identity": {"homeserver_url": "http://127.0.0.1:6167", "user_id": "@acme/agent/pm:bureau.local",
 //!               "access_token": "syt_…"},
 //!  "credentials": {"OPENAI_API_KEY": "sk-…"},
-//!  "grants": [{"actions": ["matrix/join"], "targets": ["#acme/**"]}]}
+//!  "grants": [{"actions": ["matrix/join"], "targets": ["#acme/**"], "expires_at": 1795600000000}]}
 //! ```
 //!
 //! Invariant: every secret leaves the decoder as a [`Secret`]; the raw input buffer is zeroed
@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::secret::{Secret, zeroize};
 
@@ -26,14 +26,11 @@ pub struct Identity {
     pub access_token: Secret,
 }
 
-/// A grant: what the principal may do (`actions`, e.g. `matrix/join`) on what (`targets`,
-/// globs over room aliases or IDs; none means any target).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    pub actions: Vec<String>,
-    #[serde(default)]
-    pub targets: Vec<String>,
-}
+/// A grant, as the daemon computed it: what the principal may do (`actions`, e.g.
+/// `matrix/join`) on what (`targets`, globs over room aliases or IDs; none means any target),
+/// until when (`expires_at`, milliseconds since the Unix epoch; none means for good). The
+/// proxy stops honouring a grant the moment it expires, without waiting for the daemon.
+pub use crate::schema::Grant;
 
 /// The decoded payload.
 #[derive(Debug, Default)]
@@ -144,7 +141,7 @@ mod tests {
 
     #[test]
     fn cbor_payload_decodes_like_json() {
-        #[derive(Serialize)]
+        #[derive(serde::Serialize)]
         struct Wire {
             credentials: BTreeMap<&'static str, &'static str>,
         }

@@ -125,8 +125,9 @@ async fn identity(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The grants that apply now, with their expiry (an expired one is not listed).
 async fn grants(State(state): State<AppState>) -> axum::Json<Vec<Grant>> {
-    axum::Json(state.proxy.grants().as_ref().clone())
+    axum::Json(state.proxy.active_grants())
 }
 
 /// Service names, upstreams and rules; header names but never a credential value.
@@ -215,6 +216,12 @@ async fn put_grants(
     let body = json_body(request.into_body()).await?;
     let grants: Vec<Grant> = serde_json::from_value(body)
         .map_err(|error| ProxyError::new(StatusCode::BAD_REQUEST, format!("grants: {error}")))?;
+    if let Some(index) = grants.iter().position(|grant| grant.actions.is_empty()) {
+        return Err(ProxyError::new(
+            StatusCode::BAD_REQUEST,
+            format!("grants[{index}] has no actions; list what it allows, e.g. [\"matrix/join\"]"),
+        ));
+    }
     let count = grants.len();
     state.proxy.replace_grants(grants);
     Ok(axum::Json(json!({"grants": count})).into_response())

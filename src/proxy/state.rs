@@ -158,34 +158,48 @@ impl ProxyState {
         take(self.principal_bucket.as_ref())
     }
 
-    /// Whether a grant allows `action` on `target` (see [`grant_allows`]).
+    /// Whether an unexpired grant allows `action` on `target` now (see [`grant_allows`]).
     pub fn allows(&self, action: &str, target: Option<&str>) -> bool {
-        grant_allows(&self.grants(), action, target)
+        grant_allows(&self.grants(), action, target, crate::schema::now_ms())
+    }
+
+    /// The grants that apply now (an expired one is kept, but no longer shown or honoured).
+    pub fn active_grants(&self) -> Vec<Grant> {
+        let now = crate::schema::now_ms();
+        self.grants()
+            .iter()
+            .filter(|grant| grant.is_active_at(now))
+            .cloned()
+            .collect()
     }
 }
 
-/// A grant allows `action` when one of its actions is the action, `*`, or a `prefix/*`
-/// covering it, and — when there is a target — one of its targets (if it lists any) matches the
-/// target as a segment glob (`*` within a segment, `**` across).
-pub fn grant_allows(grants: &[Grant], action: &str, target: Option<&str>) -> bool {
-    grants.iter().any(|grant| {
-        let action_matches = grant.actions.iter().any(|granted| {
-            granted == action
-                || granted == "*"
-                || granted
-                    .strip_suffix("/*")
-                    .is_some_and(|prefix| action.starts_with(&format!("{prefix}/")))
-        });
-        let target_matches = match target {
-            _ if grant.targets.is_empty() => true,
-            Some(target) => grant
-                .targets
-                .iter()
-                .any(|glob| glob == target || path_glob_matches(glob, target)),
-            None => true,
-        };
-        action_matches && target_matches
-    })
+/// A grant allows `action` at `now` (milliseconds since the Unix epoch) when it has not
+/// expired, one of its actions is the action, `*`, or a `prefix/*` covering it, and — when
+/// there is a target — one of its targets (if it lists any) matches the target as a segment
+/// glob (`*` within a segment, `**` across).
+pub fn grant_allows(grants: &[Grant], action: &str, target: Option<&str>, now: u64) -> bool {
+    grants
+        .iter()
+        .filter(|grant| grant.is_active_at(now))
+        .any(|grant| {
+            let action_matches = grant.actions.iter().any(|granted| {
+                granted == action
+                    || granted == "*"
+                    || granted
+                        .strip_suffix("/*")
+                        .is_some_and(|prefix| action.starts_with(&format!("{prefix}/")))
+            });
+            let target_matches = match target {
+                _ if grant.targets.is_empty() => true,
+                Some(target) => grant
+                    .targets
+                    .iter()
+                    .any(|glob| glob == target || path_glob_matches(glob, target)),
+                None => true,
+            };
+            action_matches && target_matches
+        })
 }
 
 /// An error response: JSON `{"error": …, "errcode"?: …}` with a status.
@@ -247,8 +261,12 @@ mod tests {
         Grant {
             actions: actions.iter().map(|a| (*a).to_owned()).collect(),
             targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+            expires_at: None,
         }
     }
+
+    /// Any time will do for grants without an expiry.
+    const NOW: u64 = 1_795_600_000_000;
 
     #[test]
     fn grants_match_actions_prefixes_and_target_globs() {
@@ -259,29 +277,44 @@ mod tests {
         assert!(grant_allows(
             &grants,
             "matrix/join",
-            Some("#acme/fleet/prod:bureau.local")
+            Some("#acme/fleet/prod:bureau.local"),
+            NOW
         ));
         assert!(!grant_allows(
             &grants,
             "matrix/join",
-            Some("#other:bureau.local")
+            Some("#other:bureau.local"),
+            NOW
         ));
         assert!(grant_allows(
             &grants,
             "matrix/invite",
-            Some("#acme/agent/pm:bureau.local")
+            Some("#acme/agent/pm:bureau.local"),
+            NOW
         ));
         assert!(!grant_allows(
             &grants,
             "matrix/invite",
-            Some("#acme/fleet/prod:bureau.local")
+            Some("#acme/fleet/prod:bureau.local"),
+            NOW
         ));
-        assert!(!grant_allows(&[], "matrix/join", None));
+        assert!(!grant_allows(&[], "matrix/join", None, NOW));
         assert!(grant_allows(
             &[grant(&["*"], &[])],
             "matrix/create-room",
-            None
+            None,
+            NOW
         ));
+    }
+
+    #[test]
+    fn an_expired_grant_allows_nothing_from_the_moment_it_expires() {
+        let mut expiring = grant(&["matrix/join"], &[]);
+        expiring.expires_at = Some(NOW);
+        let grants = [expiring];
+        assert!(grant_allows(&grants, "matrix/join", None, NOW - 1));
+        assert!(!grant_allows(&grants, "matrix/join", None, NOW));
+        assert!(!grant_allows(&grants, "matrix/join", None, NOW + 1));
     }
 
     #[test]
