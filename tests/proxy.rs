@@ -705,24 +705,37 @@ fn admin_socket_manages_services_grants_and_rotates_credentials_live() {
         assert_eq!(status, 200);
         let (_, _, grants) = call(&proxy.socket, "GET", "/v1/grants", &[], Body::empty()).await;
         assert_eq!(json_of(&grants)[0]["actions"][0], "matrix/join");
-        // A grant that allows nothing is a mistake, named, and changes nothing.
-        let (status, _, reply) = call(
-            &proxy.admin,
-            "PUT",
-            "/v1/admin/grants",
-            &[],
-            Body::from(json!([{"actions": ["matrix/join"]}, {"targets": ["#x/**"]}]).to_string()),
-        )
-        .await;
-        assert_eq!(status, 400);
-        assert!(
-            json_of(&reply)["error"]
-                .as_str()
-                .unwrap_or("")
-                .contains("grants[1] has no actions"),
-            "{}",
-            json_of(&reply)
-        );
+        // A grant that allows nothing, or with a misspelt field (here an expiry that would
+        // otherwise be ignored, leaving the grant in force for good), is a mistake, named,
+        // and changes nothing.
+        for (grants, named) in [
+            (
+                json!([{"actions": ["matrix/join"]}, {"actions": []}]),
+                "grants[1] has no actions",
+            ),
+            (
+                json!([{"actions": ["matrix/join"], "expires": 5}]),
+                "unknown field `expires`",
+            ),
+        ] {
+            let (status, _, reply) = call(
+                &proxy.admin,
+                "PUT",
+                "/v1/admin/grants",
+                &[],
+                Body::from(grants.to_string()),
+            )
+            .await;
+            assert_eq!(status, 400);
+            assert!(
+                json_of(&reply)["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(named),
+                "{}",
+                json_of(&reply)
+            );
+        }
         let (_, _, grants) = call(&proxy.socket, "GET", "/v1/grants", &[], Body::empty()).await;
         assert_eq!(json_of(&grants).as_array().map(Vec::len), Some(1));
         let (status, _, _) = call(

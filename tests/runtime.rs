@@ -529,6 +529,65 @@ fn a_changed_credential_bundle_rotates_live_in_the_running_proxy() {
 }
 
 #[test]
+fn changed_grants_go_live_in_the_running_proxy_without_a_restart() {
+    let stack = stack();
+    let _machine = shared();
+    let principal = "acme/agent/granted";
+    let _cleanup = Cleanup(stack, vec![principal]);
+    create(stack, principal, json!({}), "on-failure", &unique_secret());
+    wait_for(stack, "principal_started", 1, |event| {
+        is_outcome(event, "principal_started", principal)
+    });
+    let before = stack.sandbox(principal).expect("running");
+    let socket = stack
+        .machine_dir()
+        .join("run")
+        .join(format!("{principal}.proxy.sock"));
+    let grants = || -> Value {
+        let call = std::process::Command::new(env!("CARGO_BIN_EXE_bureau"))
+            .args(["proxy-call", "GET", "/v1/grants", "--socket"])
+            .arg(&socket)
+            .output()
+            .expect("proxy-call");
+        assert!(call.status.success(), "{}", text(&call.stderr));
+        serde_json::from_slice(&call.stdout).unwrap_or(Value::Null)
+    };
+
+    // It was created with `matrix/send` for good. Now: one grant in force until the year
+    // 2286, and `matrix/send` expired long ago: only the first is pushed.
+    assert_eq!(grants(), json!([{"actions": ["matrix/send"]}]));
+    let far = 9_999_999_999_999_u64;
+    stack
+        .edit_assignments(|principals| {
+            for assignment in principals.iter_mut() {
+                if assignment["principal"] == principal {
+                    assignment["authorization"] = json!({"grants": [
+                        {"actions": ["matrix/join"], "expires_at": far},
+                        {"actions": ["matrix/send"], "expires_at": 1},
+                    ]});
+                }
+            }
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    let expected = json!([{"actions": ["matrix/join"], "expires_at": far}]);
+    assert!(
+        wait_until(WAIT, Duration::from_millis(50), || grants() == expected),
+        "the proxy holds {} instead of {expected}; daemon log:\n{}",
+        grants(),
+        stack.daemon_log()
+    );
+    // The same sandbox and proxy, never stopped.
+    let after = stack.sandbox(principal).expect("running");
+    assert_eq!((after.pid, after.proxy_pid), (before.pid, before.proxy_pid));
+    let stopped = stack
+        .wait_for_events(Duration::from_millis(500), 1, |event| {
+            is_outcome(event, "principal_stopped", principal)
+        })
+        .unwrap_or_default();
+    assert!(stopped.is_empty(), "it was stopped: {stopped:?}");
+}
+
+#[test]
 fn a_restarted_launcher_adopts_the_sandboxes_that_kept_running() {
     let stack = stack();
     let _machine = exclusive();

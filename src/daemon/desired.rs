@@ -190,15 +190,22 @@ fn desired(
             assignment.template
         ));
     }
-    // As written, expiry included: the proxy stops honouring a grant when it expires, so the
-    // passing of time changes neither the request nor its fingerprint (no restart).
-    let grants: Vec<Grant> = assignment.authorization.grants.clone();
+    // The grants in force now, each with its expiry: the proxy stops honouring one the moment
+    // it expires, and the daemon pushes the changed list live at its next pass (grants are
+    // not part of the fingerprint: a change of grants never restarts the principal).
+    let now_ms = crate::schema::now_ms();
+    let grants: Vec<Grant> = assignment
+        .authorization
+        .grants
+        .iter()
+        .filter(|grant| grant.is_active_at(now_ms))
+        .cloned()
+        .collect();
     let payload_json = assignment.payload.to_string();
     let config_hash = fingerprint(
         &assignment.principal,
         &template,
         &payload_json,
-        &grants,
         credentials.is_some(),
     );
     Ok(Desired {
@@ -215,12 +222,12 @@ fn desired(
 }
 
 /// A fingerprint of everything that needs a restart when it changes. A changed bundle rotates
-/// live, so only whether there is one counts (removing it restarts the principal with none).
+/// live, so only whether there is one counts (removing it restarts the principal with none);
+/// grants are pushed live, so they do not count at all.
 fn fingerprint(
     principal: &Localpart,
     template: &Template,
     payload_json: &str,
-    grants: &[Grant],
     has_credentials: bool,
 ) -> String {
     let mut hasher = Sha1::new();
@@ -228,7 +235,9 @@ fn fingerprint(
         principal.to_string(),
         serde_json::to_string(template).unwrap_or_default(),
         payload_json.to_owned(),
-        serde_json::to_string(grants).unwrap_or_default(),
+        // Where the grants were hashed before they went live: an empty list, so a principal
+        // without grants keeps the fingerprint it ran with (a daemon upgrade adopts it).
+        "[]".to_owned(),
         has_credentials.to_string(),
     ] {
         hasher.update(part.as_bytes());
@@ -353,10 +362,15 @@ mod tests {
         assert_ne!(first[1], changed[1]);
     }
 
+    /// `acme/agent/g` on the `worker` template, no payload, no bundle, no grants.
+    const PINNED_FINGERPRINT: &str = "63d206cc34bb05873ae948e9dbf5b66f16d44de3";
+
     #[test]
-    fn grants_reach_the_proxy_with_their_expiry_so_expiring_restarts_nothing() {
-        let ready = |config: Value| match desired_state(
-            Some(&config),
+    fn grants_in_force_reach_the_proxy_with_their_expiry_and_never_change_the_fingerprint() {
+        let ready = |grants: Value| match desired_state(
+            Some(&json!({"principals": [{
+                "principal": "acme/agent/g", "template": "worker",
+                "authorization": {"grants": grants}}]})),
             &BTreeMap::new(),
             &templates(),
             &identity(),
@@ -366,18 +380,23 @@ mod tests {
             DesiredEntry::Ready(desired) => desired.create,
             DesiredEntry::Invalid { reason, .. } => panic!("{reason}"),
         };
-        // Long expired: still handed over, expiry and all; the proxy refuses to honour it.
-        // Were it dropped here instead, its expiry would change the fingerprint and restart
-        // the principal.
-        let expired = ready(json!({"principals": [{
-            "principal": "acme/agent/g", "template": "worker",
-            "authorization": {"grants": [{"actions": ["matrix/join"], "expires_at": 1}]}}]}));
-        assert_eq!(expired.grants.len(), 1);
-        assert_eq!(expired.grants[0].expires_at, Some(1));
-        // An operator's edit of the grants is still a change that restarts.
-        let none =
-            ready(json!({"principals": [{"principal": "acme/agent/g", "template": "worker"}]}));
-        assert_ne!(expired.config_hash, none.config_hash);
+        let far = 9_999_999_999_999_u64;
+        let renewed = ready(json!([
+            {"actions": ["matrix/join"], "expires_at": far},
+            {"actions": ["matrix/send"], "expires_at": 1},
+        ]));
+        // The expired one is left out; the other keeps its expiry for the proxy to enforce.
+        assert_eq!(renewed.grants.len(), 1);
+        assert_eq!(renewed.grants[0].actions, ["matrix/join"]);
+        assert_eq!(renewed.grants[0].expires_at, Some(far));
+        // Renewed, expired, added or removed: grants go live, the fingerprint stays.
+        let none = ready(json!([]));
+        let other = ready(json!([{"actions": ["matrix/join"], "expires_at": far + 1}]));
+        assert_eq!(renewed.config_hash, none.config_hash);
+        assert_eq!(renewed.config_hash, other.config_hash);
+        // Pinned: the fingerprint a principal without grants had before grants went live, so
+        // running principals are adopted, not restarted, across the upgrade.
+        assert_eq!(none.config_hash, PINNED_FINGERPRINT);
     }
 
     #[test]

@@ -383,6 +383,7 @@ impl Daemon {
                 self.create(*desired).await;
             }
             Action::RotateCredentials(desired) => self.rotate(&desired, true).await,
+            Action::UpdateGrants(desired) => self.update_grants(*desired).await,
             Action::CollectExit(desired, sandbox) => {
                 let principal = desired.create.principal.clone();
                 self.memory
@@ -449,6 +450,7 @@ impl Daemon {
                         },
                         attempts,
                         installed_credentials: None,
+                        installed_grants: Vec::new(),
                         restart_policy: desired.restart_policy,
                         started: Instant::now(),
                         collected: None,
@@ -466,8 +468,8 @@ impl Daemon {
         }
     }
 
-    /// Takes over a sandbox that runs as desired (its services and grants are part of its
-    /// fingerprint, so they match): installs its current credentials, which may have changed
+    /// Takes over a sandbox that runs as desired (its services are part of its fingerprint,
+    /// so they match): installs its current credentials and grants, which may have changed
     /// while no daemon watched, and waits on it.
     async fn adopt(&mut self, desired: Desired, sandbox: SandboxInfo) {
         let principal = desired.create.principal.clone();
@@ -476,6 +478,35 @@ impl Daemon {
             .insert(principal.clone(), running_memory(&desired, &sandbox));
         self.rotate(&desired, false).await;
         self.wait_on(&principal, sandbox.pid);
+        self.update_grants(desired).await;
+    }
+
+    /// Replaces the grants the principal's proxy enforces. Fails closed: a proxy that cannot
+    /// be given its current grants (e.g. a launcher from before live grants) is restarted
+    /// with them instead of running on with the old ones.
+    async fn update_grants(&mut self, desired: Desired) {
+        let principal = desired.create.principal.clone();
+        let request = Request::UpdateGrants {
+            principal: principal.clone(),
+            grants: desired.create.grants.clone(),
+        };
+        match self.launcher(&request).await {
+            Ok(Response::Ok) => {
+                tracing::info!(%principal, grants = desired.create.grants.len(), "grants updated");
+                if let Some(memory) = self.memory.get_mut(&principal) {
+                    memory.installed_grants = desired.create.grants;
+                }
+            }
+            answer => {
+                tracing::warn!(%principal, ?answer, "cannot update its grants live; restarting it");
+                self.stop(
+                    &principal,
+                    "its grants changed and could not be updated live",
+                )
+                .await;
+                self.create(desired).await;
+            }
+        }
     }
 
     /// Installs the principal's current bundle in its proxy; reports it when `announce`.
@@ -676,6 +707,7 @@ fn running_memory(desired: &Desired, sandbox: &SandboxInfo) -> Memory {
             .credentials
             .as_ref()
             .map(|bundle| bundle.ciphertext.clone()),
+        installed_grants: desired.create.grants.clone(),
         restart_policy: desired.restart_policy,
         started: started_instant(sandbox.started_at_ms),
         collected: None,

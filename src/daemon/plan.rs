@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::desired::{Desired, DesiredEntry};
 use crate::launcher::ipc::SandboxInfo;
 use crate::naming::Localpart;
+use crate::proxy::payload::Grant;
 use crate::schema::RestartPolicy;
 
 /// Where a principal is in its life, as the daemon knows it.
@@ -42,6 +43,8 @@ pub struct Memory {
     pub attempts: u32,
     /// The ciphertext of the credential bundle its proxy holds.
     pub installed_credentials: Option<String>,
+    /// The grants its proxy holds (what the last create, adoption or update gave it).
+    pub installed_grants: Vec<Grant>,
     /// Its restart policy when it started.
     pub restart_policy: RestartPolicy,
     /// When its current sandbox started (a long run resets the back-off).
@@ -56,13 +59,15 @@ pub struct Memory {
 pub enum Action {
     /// Start it.
     Create(Box<Desired>),
-    /// It runs and matches: wait on it, and push its services, grants and credentials to its
-    /// proxy (they may have changed while nobody watched).
+    /// It runs and matches: wait on it, and push its grants and credentials to its proxy
+    /// (they may have changed while nobody watched).
     Adopt(Box<Desired>, SandboxInfo),
     /// Its assignment or template changed: stop it, then start the new one.
     Restart(Box<Desired>),
     /// Its credential bundle changed: rotate the proxy's credentials live.
     RotateCredentials(Box<Desired>),
+    /// Its grants changed (edited, renewed, expired): replace the proxy's grants live.
+    UpdateGrants(Box<Desired>),
     /// It exited while nobody was waiting: collect and report the exit.
     CollectExit(Box<Desired>, SandboxInfo),
     /// Its exit was reported but the launcher still holds the record: clean up, silently.
@@ -138,7 +143,9 @@ pub fn plan(
                     .is_some_and(|memory| memory.phase == Phase::Running { pid: sandbox.pid });
                 if !adopted {
                     actions.push(Action::Adopt(desired.clone(), sandbox.clone()));
-                } else if remembered.and_then(|memory| memory.installed_credentials.as_deref())
+                    continue;
+                }
+                if remembered.and_then(|memory| memory.installed_credentials.as_deref())
                     != desired
                         .create
                         .credentials
@@ -146,6 +153,10 @@ pub fn plan(
                         .map(|bundle| bundle.ciphertext.as_str())
                 {
                     actions.push(Action::RotateCredentials(desired.clone()));
+                }
+                if remembered.map(|memory| &memory.installed_grants) != Some(&desired.create.grants)
+                {
+                    actions.push(Action::UpdateGrants(desired.clone()));
                 }
             }
             None => {
@@ -237,6 +248,7 @@ mod tests {
             phase,
             attempts: 0,
             installed_credentials: None,
+            installed_grants: Vec::new(),
             restart_policy: RestartPolicy::OnFailure,
             started: Instant::now(),
             collected: None,
@@ -388,6 +400,46 @@ mod tests {
                 now
             )),
             ["RotateCredentials"]
+        );
+    }
+
+    #[test]
+    fn changed_grants_go_live_without_a_restart() {
+        let now = Instant::now();
+        let waiting = BTreeMap::from([(name("a/x"), remembered("h", Phase::Running { pid: 10 }))]);
+        let mut granted = ready("a/x", "h");
+        if let DesiredEntry::Ready(desired) = &mut granted {
+            desired.create.grants = vec![Grant {
+                actions: vec!["matrix/join".into()],
+                targets: vec![],
+                expires_at: Some(2_000),
+            }];
+        }
+        let actions = plan(
+            std::slice::from_ref(&granted),
+            &[running("a/x", "h", 10)],
+            &waiting,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(kinds(&actions), ["UpdateGrants"]);
+        // Once the proxy holds them, nothing is left to do.
+        let DesiredEntry::Ready(desired) = &granted else {
+            unreachable!()
+        };
+        let mut installed = waiting.clone();
+        if let Some(memory) = installed.get_mut(&name("a/x")) {
+            memory.installed_grants = desired.create.grants.clone();
+        }
+        assert!(
+            plan(
+                &[granted],
+                &[running("a/x", "h", 10)],
+                &installed,
+                &BTreeMap::new(),
+                now
+            )
+            .is_empty()
         );
     }
 

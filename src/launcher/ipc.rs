@@ -69,6 +69,14 @@ pub enum Request {
         /// The sealed bundle.
         credentials: Credentials,
     },
+    /// Replace the grants the principal's running proxy enforces (live: no restart). Answers
+    /// [`Response::Ok`].
+    UpdateGrants {
+        /// The principal.
+        principal: Localpart,
+        /// Every grant it now has, expiry included.
+        grants: Vec<Grant>,
+    },
 }
 
 /// Everything the launcher needs to start one principal.
@@ -84,11 +92,12 @@ pub struct CreateSandbox {
     /// identity.
     #[serde(default)]
     pub credentials: Option<Credentials>,
-    /// The grants its proxy enforces.
+    /// The grants its proxy enforces (later changes go live through
+    /// [`Request::UpdateGrants`]).
     #[serde(default)]
     pub grants: Vec<Grant>,
-    /// An opaque fingerprint of the desired state this sandbox was made from; returned by
-    /// `list-sandboxes` so a restarted daemon can tell "same" from "changed".
+    /// An opaque fingerprint of the desired state this sandbox was made from (grants aside);
+    /// returned by `list-sandboxes` so a restarted daemon can tell "same" from "changed".
     pub config_hash: String,
 }
 
@@ -253,6 +262,14 @@ mod tests {
             Request::SignalSandbox {
                 principal: pm(),
                 signal: 1,
+            },
+            Request::UpdateGrants {
+                principal: pm(),
+                grants: vec![Grant {
+                    actions: vec!["matrix/join".into()],
+                    targets: vec!["#acme/**".into()],
+                    expires_at: None,
+                }],
             },
             Request::UpdatePayload {
                 principal: pm(),

@@ -216,6 +216,9 @@ impl Launcher {
                 principal,
                 credentials,
             } => self.rotate_credentials(&principal, &credentials).await,
+            Request::UpdateGrants { principal, grants } => {
+                self.update_grants(&principal, &grants).await
+            }
         }
     }
 
@@ -664,6 +667,21 @@ impl Launcher {
         }
     }
 
+    async fn update_grants(&self, principal: &Localpart, grants: &[Grant]) -> Response {
+        if !self.table().contains_key(principal) {
+            return error(format!("no sandbox for {principal}"));
+        }
+        let body = match serde_json::to_vec(grants) {
+            Ok(body) => Bytes::from(body),
+            Err(json) => return error(format!("encoding {principal}'s grants: {json}")),
+        };
+        let admin = admin_socket_path(&self.config.paths.run_dir, principal);
+        match admin_put(&admin, "/v1/admin/grants", body).await {
+            Ok(()) => Response::Ok,
+            Err(message) => error(format!("updating {principal}'s grants: {message}")),
+        }
+    }
+
     fn save_state(&self) {
         let records: Vec<StateRecord> = self
             .table()
@@ -921,4 +939,31 @@ fn services_of(template: &crate::schema::Template) -> BTreeMap<String, ServiceCo
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::payload::{self, PayloadFormat};
+
+    #[test]
+    fn the_proxy_decodes_what_the_launcher_encodes_grant_expiry_included() {
+        let credentials = BTreeMap::from([("API_KEY".to_owned(), Secret::from_string("k".into()))]);
+        let grants = [
+            Grant {
+                actions: vec!["matrix/join".into()],
+                targets: vec!["#acme/**".into()],
+                expires_at: Some(1_795_600_000_000),
+            },
+            Grant {
+                actions: vec!["matrix/send".into()],
+                targets: vec![],
+                expires_at: None,
+            },
+        ];
+        let mut encoded = encode_proxy_payload(None, &credentials, &grants).expect("encodes");
+        let decoded = payload::decode(&mut encoded, PayloadFormat::Cbor).expect("decodes");
+        assert_eq!(decoded.grants, grants);
+        assert_eq!(decoded.credentials["API_KEY"].expose_str(), Some("k"));
+    }
 }

@@ -27,10 +27,41 @@ pub struct Identity {
 }
 
 /// A grant, as the daemon computed it: what the principal may do (`actions`, e.g.
-/// `matrix/join`) on what (`targets`, globs over room aliases or IDs; none means any target),
-/// until when (`expires_at`, milliseconds since the Unix epoch; none means for good). The
-/// proxy stops honouring a grant the moment it expires, without waiting for the daemon.
+/// `matrix/join`) on what (`targets`, as the proxy matches them: globs over room aliases or
+/// IDs, none meaning any target), until when (`expires_at`, milliseconds since the Unix epoch;
+/// none means for good). The proxy stops honouring a grant the moment it expires, without
+/// waiting for the daemon.
 pub use crate::schema::Grant;
+
+/// A grant as the proxy accepts one (payload and admin route): strict, so a misspelt field
+/// (`expires`, `action`) is an error rather than a grant that never expires or allows nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantWire {
+    actions: Vec<String>,
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+/// The grants in `wire`, each with at least one action; the error names the first that has
+/// none.
+pub fn accept_grants(wire: Vec<GrantWire>) -> Result<Vec<Grant>, String> {
+    if let Some(index) = wire.iter().position(|grant| grant.actions.is_empty()) {
+        return Err(format!(
+            "grants[{index}] has no actions; list what it allows, e.g. [\"matrix/join\"]"
+        ));
+    }
+    Ok(wire
+        .into_iter()
+        .map(|grant| Grant {
+            actions: grant.actions,
+            targets: grant.targets,
+            expires_at: grant.expires_at,
+        })
+        .collect())
+}
 
 /// The decoded payload.
 #[derive(Debug, Default)]
@@ -54,7 +85,7 @@ struct PayloadWire {
     #[serde(default)]
     credentials: BTreeMap<String, String>,
     #[serde(default)]
-    grants: Vec<Grant>,
+    grants: Vec<GrantWire>,
 }
 
 /// The payload's encoding on stdin.
@@ -74,6 +105,8 @@ pub enum PayloadError {
     },
     #[error("credential name {0:?} is invalid: use A-Z, 0-9 and _ (e.g. OPENAI_API_KEY)")]
     BadCredentialName(String),
+    #[error("the payload's {0}")]
+    BadGrant(String),
 }
 
 /// Credential names: `[A-Z0-9_]+`.
@@ -104,6 +137,7 @@ pub fn decode(raw: &mut Vec<u8>, format: PayloadFormat) -> Result<Payload, Paylo
     zeroize(raw);
     raw.clear();
     let wire = parsed?;
+    let grants = accept_grants(wire.grants).map_err(PayloadError::BadGrant)?;
     let mut credentials = BTreeMap::new();
     for (name, value) in wire.credentials {
         if !is_credential_name(&name) {
@@ -119,7 +153,7 @@ pub fn decode(raw: &mut Vec<u8>, format: PayloadFormat) -> Result<Payload, Paylo
             access_token: Secret::from_string(identity.access_token),
         }),
         credentials,
-        grants: wire.grants,
+        grants,
     })
 }
 
@@ -137,6 +171,31 @@ mod tests {
         assert!(payload.credentials["API_KEY"].constant_time_eq(b"canary-123"));
         assert_eq!(payload.grants[0].actions, ["matrix/join"]);
         assert!(!format!("{payload:?}").contains("canary-123"));
+    }
+
+    #[test]
+    fn a_grant_with_a_misspelt_field_or_no_actions_is_refused() {
+        for (payload, named) in [
+            (
+                r#"{"grants": [{"actions": ["matrix/join"], "expires": 5}]}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"grants": [{"action": ["matrix/join"]}]}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"grants": [{"actions": []}]}"#,
+                "grants[0] has no actions",
+            ),
+        ] {
+            let error =
+                decode(&mut payload.as_bytes().to_vec(), PayloadFormat::Json).expect_err("refused");
+            assert!(error.to_string().contains(named), "{error}");
+        }
+        let mut good = br#"{"grants": [{"actions": ["matrix/join"], "expires_at": 5}]}"#.to_vec();
+        let payload = decode(&mut good, PayloadFormat::Json).expect("decodes");
+        assert_eq!(payload.grants[0].expires_at, Some(5));
     }
 
     #[test]

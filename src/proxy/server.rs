@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::access_log::{self, RequestLine};
 use super::forward::{forward, read_body};
 use super::matrix::{MatrixRoutes, matrix_router};
-use super::payload::{Grant, is_credential_name};
+use super::payload::{Grant, GrantWire, accept_grants, is_credential_name};
 use super::service::ServiceConfig;
 use super::state::{ProxyError, ProxyState};
 use super::upstream::Upstreams;
@@ -214,14 +214,10 @@ async fn put_grants(
     request: Request,
 ) -> Result<Response, ProxyError> {
     let body = json_body(request.into_body()).await?;
-    let grants: Vec<Grant> = serde_json::from_value(body)
+    let wire: Vec<GrantWire> = serde_json::from_value(body)
         .map_err(|error| ProxyError::new(StatusCode::BAD_REQUEST, format!("grants: {error}")))?;
-    if let Some(index) = grants.iter().position(|grant| grant.actions.is_empty()) {
-        return Err(ProxyError::new(
-            StatusCode::BAD_REQUEST,
-            format!("grants[{index}] has no actions; list what it allows, e.g. [\"matrix/join\"]"),
-        ));
-    }
+    let grants =
+        accept_grants(wire).map_err(|message| ProxyError::new(StatusCode::BAD_REQUEST, message))?;
     let count = grants.len();
     state.proxy.replace_grants(grants);
     Ok(axum::Json(json!({"grants": count})).into_response())

@@ -6,7 +6,8 @@
 //! [`PrincipalPattern`]s. That they parse is checked by
 //! [`MachineConfig::validate`](super::MachineConfig::validate); evaluating them (a matching unexpired grant, no
 //! matching denial, and for targeted actions a matching allowance on the target and no
-//! allowance-denial) belongs to the `authz` module, never to a proxy.
+//! allowance-denial) belongs to the `authz` module, never to a proxy. A proxy only matches the
+//! grants it is given, and honours none past its `expires_at`.
 
 use std::fmt;
 
