@@ -72,8 +72,8 @@ pub struct LinuxKernel<'a> {
     pub seccomp: Option<&'a SeccompProgram>,
     /// Descriptors opened by [`Op::OpenSource`], by slot. CLOEXEC: the command never sees them.
     pub sources: Vec<std::os::fd::OwnedFd>,
-    /// The init's end of the socket the network helper sends the namespace on (see
-    /// [`network`]); read at [`Op::JoinNetwork`].
+    /// The init's end of the socket the supervisor sends the network namespace on, once its
+    /// helper has made it (see [`network`]); read at [`Op::JoinNetwork`].
     pub network: Option<&'a std::os::fd::OwnedFd>,
 }
 
@@ -235,7 +235,7 @@ impl Kernel for LinuxKernel<'_> {
                 None => {
                     return Err(OpFailure {
                         errno: 0,
-                        detail: "no network namespace helper was started".to_owned(),
+                        detail: "no socket to receive the network namespace on".to_owned(),
                     });
                 }
             },

@@ -123,10 +123,7 @@ fn make_namespace(user_namespace: Option<&OwnedFd>) -> Result<OwnedFd, HelperFai
             .map_err(errno("join the sandbox's user namespace"))?;
     }
     nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(errno("create the network namespace"))?;
-    loopback_up().map_err(|failure| HelperFailure {
-        step: "bring up loopback",
-        errno: failure.errno,
-    })?;
+    loopback_up().map_err(errno("bring up loopback"))?;
     File::open("/proc/thread-self/ns/net")
         .map(OwnedFd::from)
         .map_err(|error| HelperFailure {
@@ -224,8 +221,9 @@ pub fn join(receiver: &OwnedFd) -> Result<(), OpFailure> {
 }
 
 /// `ioctl(SIOCSIFFLAGS, "lo", IFF_UP | IFF_RUNNING)` on a throwaway datagram socket.
-fn loopback_up() -> Result<(), OpFailure> {
-    let socket = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)?;
+fn loopback_up() -> nix::Result<()> {
+    let socket = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)
+        .map_err(|errno| nix::errno::Errno::from_raw(errno.raw_os_error()))?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
@@ -234,10 +232,7 @@ fn loopback_up() -> Result<(), OpFailure> {
     request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads one valid, initialised ifreq through the pointer.
     let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS as _, &request) };
-    if result < 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(())
+    nix::errno::Errno::result(result).map(drop)
 }
 
 #[cfg(test)]
