@@ -375,12 +375,8 @@ impl Daemon {
             Action::Create(desired) => self.create(*desired).await,
             Action::Adopt(desired, sandbox) => self.adopt(*desired, sandbox).await,
             Action::Restart(desired) => {
-                self.stop(
-                    &desired.create.principal,
-                    "its assignment or template changed",
-                )
-                .await;
-                self.create(*desired).await;
+                self.restart(*desired, "its assignment or template changed")
+                    .await;
             }
             Action::RotateCredentials(desired) => self.rotate(&desired, true).await,
             Action::UpdateGrants(desired) => self.update_grants(*desired).await,
@@ -499,14 +495,16 @@ impl Daemon {
             }
             answer => {
                 tracing::warn!(%principal, ?answer, "cannot update its grants live; restarting it");
-                self.stop(
-                    &principal,
-                    "its grants changed and could not be updated live",
-                )
-                .await;
-                self.create(desired).await;
+                self.restart(desired, "its grants changed and could not be updated live")
+                    .await;
             }
         }
+    }
+
+    /// Stops the principal, saying why, and starts it again as `desired`.
+    async fn restart(&mut self, desired: Desired, reason: &str) {
+        self.stop(&desired.create.principal, reason).await;
+        self.create(desired).await;
     }
 
     /// Installs the principal's current bundle in its proxy; reports it when `announce`.
